@@ -1,0 +1,32 @@
+"""Domain errors raised by the model side of bertserve (never by FastAPI code)."""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Base class for every error raised by the ``models`` package."""
+
+
+class ModelLoadError(ModelError):
+    """A model or tokenizer folder is missing, incomplete or cannot be loaded."""
+
+
+class DatasetError(ModelError):
+    """A dataset could not be fetched, verified, extracted or parsed."""
+
+
+class TrainingError(ModelError):
+    """Fine-tuning failed or was given unusable inputs or configuration."""
+
+
+class InputTooLongError(ModelError):
+    """An input has more tokens than the model accepts and truncation was not allowed."""
+
+    def __init__(self, index: int, tokens: int, limit: int) -> None:
+        super().__init__(
+            f"input {index} has {tokens} tokens, more than the model's limit of {limit}; "
+            "shorten it or send truncate: true"
+        )
+        self.index = index
+        self.tokens = tokens
+        self.limit = limit

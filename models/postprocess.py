@@ -1,0 +1,33 @@
+"""Post-processing of backend rows, shared by every runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def finish_embeddings(rows: np.ndarray, normalize: bool, dimensions: int | None) -> np.ndarray:
+    """Cut to ``dimensions`` (Matryoshka-style, before normalising) and L2-normalise if asked."""
+    out = rows[:, :dimensions] if dimensions is not None else rows
+    out = out.astype(np.float32, copy=True)
+    if normalize:
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.maximum(norms, 1e-12)
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def rank_labels(
+    scores: np.ndarray, labels: tuple[str, ...], top_k: int | None
+) -> list[list[tuple[str, float]]]:
+    """Per row, ``(label, score)`` pairs highest first, cut to ``top_k``."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    limit = top_k if top_k is not None else scores.shape[1]
+    return [
+        [(labels[j], float(scores[i, j])) for j in order[i, :limit]] for i in range(scores.shape[0])
+    ]

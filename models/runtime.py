@@ -1,0 +1,99 @@
+"""Model backends: the runtime contract and its PyTorch implementation.
+
+A backend turns a padded batch into one float32 row per input: pooled sentence embeddings (before any
+normalisation) for embed models, logits for classifiers. Post-processing (normalise, Matryoshka cut,
+softmax) is shared by every backend and lives in :mod:`models.postprocess`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+
+from models.errors import ModelLoadError
+from models.loading import ModelDescription
+from models.pooling import pool
+from models.tokenization import ModelInputs
+
+logger = logging.getLogger(__name__)
+
+DType = Literal["float32", "float16", "bfloat16"]
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class EncoderBackend(Protocol):
+    """What the engine needs from a runtime: one forward pass on one padded batch."""
+
+    device: str
+    dtype: str
+
+    def forward(self, batch: ModelInputs) -> np.ndarray:
+        """Return float32 rows, one per input: pooled embeddings or logits."""
+        ...
+
+
+def resolve_device(device: str) -> str:
+    """Map ``auto`` to the best device present, and check that an explicit CUDA device exists."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"device {device!r} requested but CUDA is not available")
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ModelLoadError(f"device {device!r} does not exist")
+        return device
+    if device != "cpu":
+        raise ModelLoadError(f"unknown device {device!r} (auto, cpu, cuda, cuda:N)")
+    return device
+
+
+class TorchBackend:
+    """PyTorch eager runtime (CPU or CUDA; float32, float16 or bfloat16)."""
+
+    def __init__(self, description: ModelDescription, device: str, dtype: DType) -> None:
+        self.description = description
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self.model = _load_module(description, self.device, _TORCH_DTYPES[dtype])
+        parameters = inspect.signature(self.model.forward).parameters
+        self._uses_token_types = "token_type_ids" in parameters
+
+    def forward(self, batch: ModelInputs) -> np.ndarray:
+        """Run the model on ``batch`` under ``torch.inference_mode``."""
+        with torch.inference_mode():
+            ids = torch.from_numpy(batch.input_ids).to(self.device)
+            mask = torch.from_numpy(batch.attention_mask).to(self.device)
+            kwargs = {"input_ids": ids, "attention_mask": mask}
+            if self._uses_token_types:
+                kwargs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self.device)
+            output = self.model(**kwargs)
+            if self.description.task == "classify":
+                rows = output.logits
+            else:
+                rows = pool(output.last_hidden_state, mask, self.description.pooling)
+            return rows.float().cpu().numpy()
+
+
+def _load_module(description: ModelDescription, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    loader = AutoModelForSequenceClassification if description.task == "classify" else AutoModel
+    try:
+        model = loader.from_pretrained(
+            str(description.path),
+            use_safetensors=True,
+            trust_remote_code=False,
+            dtype=dtype,
+        )
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for bad folders
+        raise ModelLoadError(
+            f"{description.path}: cannot load weights ({type(exc).__name__}: {exc})"
+        ) from exc
+    if device == "cpu" and dtype == torch.float16:
+        logger.warning("float16 on CPU is slow and imprecise; prefer float32 or bfloat16")
+    return model.to(device).eval()

@@ -1,0 +1,89 @@
+"""``create_app(settings)``: the FastAPI application factory and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+
+from models.errors import ModelError
+from service import __version__
+from service.engine.registry import ModelRegistry
+from service.http.errors import install_error_handlers
+from service.http.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from service.metrics import Metrics
+from service.routes import classify, embed, meta, openai
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FatalHandler = Callable[[str], None]
+
+
+def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> FastAPI:
+    """Build the app. Models load in the background once it starts; /ready tells when they are in.
+
+    ``on_fatal`` is called with a one-line reason if a model fails to load after start-up (the CLI
+    uses it to stop the server with a non-zero exit code).
+    """
+    metrics = Metrics()
+    tokenize_pool = ThreadPoolExecutor(settings.tokenizer_workers, thread_name_prefix="tokenize")
+    registry = ModelRegistry(settings, tokenize_pool)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.threads or os.cpu_count() or 1)
+        # Fast checks first: a missing or malformed model folder stops start-up right here.
+        await asyncio.to_thread(registry.validate)
+        loader = asyncio.create_task(_load_models(registry, metrics, on_fatal))
+        try:
+            yield
+        finally:
+            if loader.done():
+                registry.close()
+            tokenize_pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="bertserve", version=__version__, lifespan=lifespan,
+        description="Embeddings and classification with BERT-family encoders.",
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.registry = registry
+    install_error_handlers(app)
+    for module in (embed, classify, openai, meta):
+        app.include_router(module.router)
+    # Outermost last: metrics see every response, including 413s from the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
+
+
+async def _load_models(
+    registry: ModelRegistry, metrics: Metrics, on_fatal: FatalHandler | None
+) -> None:
+    try:
+        await asyncio.to_thread(registry.load_all)
+    except Exception as exc:  # any failure here must surface, not die silently in a task
+        reason = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+        registry.failure = registry.failure or reason
+        logger.error("model loading failed: %s", reason)
+        if on_fatal is not None:
+            on_fatal(reason)
+        return
+    for loaded in registry.models:
+        description = loaded.engine.description
+        metrics.model_load_seconds.labels(loaded.spec.name).set(loaded.load_seconds)
+        metrics.model_info.labels(loaded.spec.name).info({
+            "source": loaded.spec.source, "fingerprint": description.fingerprint,
+            "task": description.task, "variant": (description.variant or {}).get("recipe", "base"),
+            "runtime": "torch", "device": loaded.device, "dtype": loaded.spec.dtype,
+        })
+    metrics.ready.set(1)
+    logger.info("ready: %s", ", ".join(m.spec.name for m in registry.models))

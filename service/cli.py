@@ -1,0 +1,146 @@
+"""The ``bertserve`` command: ``serve`` (flags mirror every setting) and ``models ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from models.errors import ModelError
+from service.settings import Settings
+
+
+def _model_flag(value: str) -> dict[str, Any]:
+    """Parse ``--model``: a JSON object, or ``NAME=SOURCE[,key=value...]``."""
+    if value.lstrip().startswith("{"):
+        parsed = json.loads(value)
+        if not isinstance(parsed, dict):
+            raise argparse.ArgumentTypeError("--model JSON must be an object")
+        return parsed
+    head, *options = value.split(",")
+    name, sep, source = head.partition("=")
+    if not sep or not name or not source:
+        raise argparse.ArgumentTypeError(f"--model {value!r}: expected NAME=SOURCE[,key=value...]")
+    spec: dict[str, Any] = {"name": name, "source": source}
+    for option in options:
+        key, sep, item = option.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--model option {option!r}: expected key=value")
+        spec[key] = item
+    return spec
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`Settings` field, documented with the field's description."""
+    for name, field in Settings.model_fields.items():
+        help_text = f"{field.description} [env BERTSERVE_{name.upper()}]"
+        if name == "models":
+            parser.add_argument("--model", dest="models", action="append", type=_model_flag,
+                                metavar="NAME=SOURCE[,task=..,device=..,dtype=..,pooling=..]",
+                                help=help_text + " (repeat for several models)")
+        elif field.annotation is bool:
+            parser.add_argument(f"--{name.replace('_', '-')}", dest=name,
+                                action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from flags given (others from the environment or defaults)."""
+    overrides = {name: getattr(args, name) for name in Settings.model_fields
+                 if getattr(args, name, None) is not None}
+    return Settings(**overrides)
+
+
+def serve(settings: Settings) -> int:
+    """Run the HTTP server until stopped; non-zero if a model cannot be loaded."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.engine.registry import ModelRegistry
+
+    try:  # fail before binding the port, with one line naming the model and the problem
+        with ThreadPoolExecutor(1) as pool:
+            ModelRegistry(settings, pool).validate()
+    except ModelError as exc:
+        print(f"bertserve: cannot start: {exc}", file=sys.stderr)
+        return 2
+    fatal: list[str] = []
+    config = uvicorn.Config(
+        "service.app:create_app", host=settings.host, port=settings.port, factory=True,
+        log_level=settings.log_level, lifespan="on", timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+
+    def on_fatal(reason: str) -> None:
+        fatal.append(reason)
+        server.should_exit = True
+
+    config.app = lambda: create_app(settings, on_fatal)
+    server.run()
+    if fatal:
+        print(f"bertserve: stopped: {fatal[0]}", file=sys.stderr)
+        return 1
+    return 0 if server.started else 3
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertserve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_settings_flags(commands.add_parser("serve", help="Serve the configured models over HTTP."))
+    models = commands.add_parser("models", help="Build model variants.")
+    model_commands = models.add_subparsers(dest="model_command", required=True)
+    finetune = model_commands.add_parser(
+        "finetune", help="Fine-tune the default sentiment classifier (Rotten Tomatoes).")
+    finetune.add_argument("--home", type=Path, default=None, help="Data directory.")
+    finetune.add_argument("--out", type=Path, default=None,
+                          help="Output folder (default: the builtin classifier's place).")
+    finetune.add_argument("--epochs", type=int, default=None)
+    finetune.add_argument("--max-train-examples", type=int, default=None)
+    finetune.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from models import defaults
+    from models.finetune import FinetuneConfig, finetune_classifier
+
+    home = args.home or Settings().home
+    config = FinetuneConfig()
+    if args.epochs is not None:
+        config = replace(config, epochs=args.epochs)
+    if args.max_train_examples is not None:
+        config = replace(config, max_train_examples=args.max_train_examples)
+    out = args.out or defaults.classifier_path(home)
+    result = finetune_classifier(defaults.minilm_path(), out, home, config,
+                                 progress=not args.no_progress)
+    print(json.dumps({"out": str(result.out_dir), "heldout_accuracy": result.heldout_accuracy,
+                      "seconds": round(result.seconds, 1)}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bertserve`` console script."""
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            settings = settings_from_args(args)
+            logging.basicConfig(level=settings.log_level.upper(),
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            return serve(settings)
+        logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return _finetune(args)
+    except ValidationError as exc:
+        print(f"bertserve: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    except ModelError as exc:
+        print(f"bertserve: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,1 @@
+"""Engine layer: per-model tokenization, batching and inference off the event loop."""

@@ -1,0 +1,126 @@
+"""The set of served models: validated at start-up, loaded in the background, looked up per request."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from models import defaults
+from models.errors import ModelError, ModelLoadError
+from models.loading import ModelDescription, describe_model, resolve_source
+from models.runtime import TorchBackend
+from models.tokenization import TextTokenizer
+from service.engine.model_engine import BatchLimits, ModelEngine
+from service.errors import ModelNotFoundError, NotReadyError, WrongTaskError
+from service.settings import ModelSpec, Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A served model with what /info reports about it."""
+
+    spec: ModelSpec
+    engine: ModelEngine
+    device: str
+    load_seconds: float
+
+
+class ModelRegistry:
+    """Holds one :class:`ModelEngine` per configured model."""
+
+    def __init__(self, settings: Settings, tokenize_pool: Executor) -> None:
+        self._settings = settings
+        self._tokenize_pool = tokenize_pool
+        self._models: dict[str, LoadedModel] = {}
+        self._ready = threading.Event()
+        self.failure: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether every model is loaded and warmed up."""
+        return self._ready.is_set()
+
+    @property
+    def models(self) -> list[LoadedModel]:
+        """Loaded models, in configuration order."""
+        return [self._models[s.name] for s in self._settings.models if s.name in self._models]
+
+    def validate(self) -> None:
+        """Cheap start-up checks of every model folder, so that a bad one fails fast and clearly."""
+        for spec in self._settings.models:
+            if defaults.builtin_needs_build(spec.source, self._settings.home):
+                continue  # built (minutes) in the background load
+            self._describe(spec, progress=False)
+
+    def load_all(self) -> None:
+        """Load and warm up every model (blocking; run in a thread). Sets ``failure`` on error."""
+        try:
+            for spec in self._settings.models:
+                self._models[spec.name] = self._load(spec)
+        except ModelError as exc:
+            self.failure = str(exc)
+            raise
+        self._ready.set()
+
+    def _describe(self, spec: ModelSpec, progress: bool) -> ModelDescription:
+        try:
+            if defaults.is_builtin(spec.source):
+                path = defaults.resolve_builtin(spec.source, self._settings.home, progress)
+            else:
+                path = resolve_source(spec.source, spec.revision)
+            return describe_model(
+                path,
+                task=None if spec.task == "auto" else spec.task,
+                pooling=None if spec.pooling == "auto" else spec.pooling,
+                max_tokens=spec.max_input_tokens,
+            )
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
+
+    def _load(self, spec: ModelSpec) -> LoadedModel:
+        started = time.perf_counter()
+        description = self._describe(spec, progress=True)
+        tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
+        backend = TorchBackend(description, spec.device, spec.dtype)
+        limits = BatchLimits(self._settings.max_batch_tokens, self._settings.max_batch_requests)
+        engine = ModelEngine(spec.name, description, tokenizer, backend, limits, self._tokenize_pool)
+        if self._settings.warmup:
+            engine.warm_up()
+        seconds = time.perf_counter() - started
+        logger.info(
+            "model %s loaded (%s, %s on %s) in %.1f s",
+            spec.name, description.task, spec.dtype, backend.device, seconds,
+        )
+        return LoadedModel(spec, engine, backend.device, seconds)
+
+    def get(self, name: str | None, task: str) -> ModelEngine:
+        """The engine for ``name``, or the first model of ``task`` when no name is given."""
+        if not self.ready:
+            raise NotReadyError("models are still loading; retry shortly")
+        if name is None:
+            for loaded in self.models:
+                if loaded.engine.task == task:
+                    return loaded.engine
+            raise ModelNotFoundError(f"no {task} model is served")
+        loaded_model = self._models.get(name)
+        if loaded_model is None:
+            raise ModelNotFoundError(
+                f"model {name!r} is not served (served: {', '.join(self._models)})"
+            )
+        if loaded_model.engine.task != task:
+            raise WrongTaskError(
+                f"model {name!r} is a {loaded_model.engine.task} model, not {task}"
+            )
+        return loaded_model.engine
+
+    def close(self) -> None:
+        """Stop every engine's inference thread."""
+        for loaded in self._models.values():
+            loaded.engine.close()
+
+

@@ -1,0 +1,1 @@
+"""HTTP layer: schemas, error mapping, middleware and dependencies (routes live in service.routes)."""

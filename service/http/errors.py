@@ -1,0 +1,105 @@
+"""The one table that maps domain errors to HTTP status codes, and the handlers that use it.
+
+Two error shapes: ``{"error", "error_type"}`` everywhere (TEI's), and OpenAI's nested
+``{"error": {"message", "type", "param", "code"}}`` under ``/v1/``. A 500 never carries internals: the
+exception is logged and the client gets a fixed message.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.errors import InputTooLongError, ModelError
+from service.errors import (
+    EmptyInputError,
+    InferenceError,
+    InvalidInputError,
+    ModelNotFoundError,
+    NotReadyError,
+    PayloadTooLargeError,
+    ServiceError,
+    WrongTaskError,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Domain error -> (HTTP status, error_type). Looked up along the exception's MRO.
+ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
+    EmptyInputError: (400, "empty"),
+    WrongTaskError: (400, "wrong_task"),
+    ModelNotFoundError: (404, "model_not_found"),
+    PayloadTooLargeError: (413, "payload_too_large"),
+    InvalidInputError: (422, "validation"),
+    InputTooLongError: (422, "input_too_long"),
+    NotReadyError: (503, "not_ready"),
+    InferenceError: (500, "backend"),
+}
+_OPENAI_TYPES = {400: "invalid_request_error", 404: "invalid_request_error",
+                 413: "invalid_request_error", 422: "invalid_request_error",
+                 429: "rate_limit_error", 503: "service_unavailable", 500: "server_error"}
+_INTERNAL = "internal error; see the server log"
+
+
+def status_for(exc: Exception) -> tuple[int, str]:
+    """HTTP status and error_type for a domain error (500 / internal for anything unknown)."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
+    return 500, "internal"
+
+
+def error_response(
+    request: Request, status: int, error_type: str, message: str,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """Build the error body in the shape the route's clients expect."""
+    if request.url.path.startswith("/v1/"):
+        body: dict[str, object] = {"error": {
+            "message": message, "type": _OPENAI_TYPES.get(status, "invalid_request_error"),
+            "param": None, "code": error_type,
+        }}
+    else:
+        body = {"error": message, "error_type": error_type}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    status, error_type = status_for(exc)
+    message = str(exc) if status < 500 or isinstance(exc, InferenceError) else _INTERNAL
+    return error_response(request, status, error_type, message)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Field paths and messages only: pydantic's "input" would echo client texts back.
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return error_response(request, 422, "validation", "; ".join(parts) or "invalid request")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    error_type = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
+    return error_response(request, exc.status_code, error_type, str(exc.detail),
+                          headers=getattr(exc, "headers", None))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s", request.url.path, exc_info=exc)
+    return error_response(request, 500, "internal", _INTERNAL)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register every handler on ``app``."""
+    app.add_exception_handler(ServiceError, _domain_error)
+    app.add_exception_handler(ModelError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

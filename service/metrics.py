@@ -1,0 +1,52 @@
+"""Every Prometheus metric of bertserve, prefix ``bertserve_``, on a per-app registry.
+
+No collector lives at import time: :class:`Metrics` is built by ``create_app`` on its own
+``CollectorRegistry``, so several apps (tests, replicas in one process) never share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+PREFIX = "bertserve"
+
+
+def geometric_buckets(start: float, factor: float, count: int) -> tuple[float, ...]:
+    """``count`` bucket bounds from ``start``, each ``factor`` times the previous."""
+    return tuple(round(start * factor**i, 6) for i in range(count))
+
+
+#: Latency buckets from 0.5 ms to ~33 s (one place, used by every duration histogram).
+LATENCY_BUCKETS = geometric_buckets(0.0005, 2.0, 17)
+#: Power-of-two buckets for batch sizes and token counts.
+SIZE_BUCKETS = geometric_buckets(1, 2.0, 16)
+
+
+class Metrics:
+    """The service's collectors."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(f"{PREFIX}_requests", "HTTP requests by route, model and status",
+                                ["route", "model", "status"], registry=r)
+        self.request_duration = Histogram(
+            f"{PREFIX}_request_duration_seconds", "HTTP request duration", ["route"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.tokenization_duration = Histogram(
+            f"{PREFIX}_tokenization_duration_seconds", "Tokenization time per request", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.inference_duration = Histogram(
+            f"{PREFIX}_inference_duration_seconds", "Inference time per request", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.input_tokens = Histogram(
+            f"{PREFIX}_input_tokens", "Tokens per input item", ["model"],
+            buckets=SIZE_BUCKETS, registry=r)
+        self.truncated_inputs = Counter(
+            f"{PREFIX}_truncated_inputs", "Inputs cut to the model's token limit", ["model"],
+            registry=r)
+        self.model_load_seconds = Gauge(
+            f"{PREFIX}_model_load_seconds", "Seconds taken to load and warm up a model",
+            ["model"], registry=r)
+        self.model_info = Info(f"{PREFIX}_model", "Served model", ["model"], registry=r)
+        self.ready = Gauge(f"{PREFIX}_ready", "1 when every model is loaded", registry=r)

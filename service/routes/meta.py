@@ -1,0 +1,62 @@
+"""Health, readiness, model information and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service import __version__
+from service.http.deps import MetricsDep, RegistryDep
+from service.http.schemas import InfoResponse, ModelInfo
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process answers HTTP."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(registry: RegistryDep) -> JSONResponse:
+    """Readiness: 200 once every model is loaded and warmed up, else 503."""
+    if registry.ready:
+        return JSONResponse({"status": "ready"})
+    if registry.failure:
+        return JSONResponse(
+            {"error": f"model loading failed: {registry.failure}", "error_type": "load_failed"},
+            status_code=503,
+        )
+    return JSONResponse({"error": "models are still loading", "error_type": "not_ready"},
+                        status_code=503)
+
+
+@router.get("/info", response_model=InfoResponse)
+async def info(registry: RegistryDep) -> InfoResponse:
+    """Served models and their properties."""
+    models = [
+        ModelInfo(
+            name=loaded.spec.name,
+            source=loaded.spec.source,
+            fingerprint=loaded.engine.description.fingerprint,
+            task=loaded.engine.description.task,
+            model_type=loaded.engine.description.model_type,
+            device=loaded.device,
+            dtype=loaded.spec.dtype,
+            max_input_tokens=loaded.engine.description.max_input_tokens,
+            pooling=loaded.engine.description.pooling if loaded.engine.task == "embed" else None,
+            hidden_size=loaded.engine.description.hidden_size,
+            labels=list(loaded.engine.description.labels),
+            load_seconds=round(loaded.load_seconds, 3),
+        )
+        for loaded in registry.models
+    ]
+    return InfoResponse(version=__version__, ready=registry.ready, models=models)
+
+
+@router.get("/metrics")
+async def metrics(metrics: MetricsDep) -> Response:
+    """Prometheus exposition of every bertserve metric."""
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

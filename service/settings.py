@@ -1,0 +1,111 @@
+"""All configuration in one pydantic-settings class.
+
+Every field is an environment variable ``BERTSERVE_<FIELD>`` and a command-line flag
+``--<field-with-dashes>`` of ``bertserve serve`` (see :mod:`service.cli`). Nested model specs are given
+as JSON in ``BERTSERVE_MODELS`` or as repeated ``--model`` flags.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models import defaults
+
+TaskSetting = Literal["auto", "embed", "classify"]
+PoolingSetting = Literal["auto", "mean", "cls"]
+
+
+def _default_home() -> Path:
+    return Path("~/.cache/bertserve").expanduser()
+
+
+class ModelSpec(BaseModel):
+    """One model to serve."""
+
+    name: str = Field(
+        min_length=1, max_length=128, pattern=r"^[\w.\-/:]+$",
+        description="Name clients use in the request's `model` field.",
+    )
+    source: str = Field(
+        description="Local folder, hub id (org/name), or builtin:all-minilm-l6-v2 / "
+        "builtin:minilm-sentiment."
+    )
+    task: TaskSetting = Field("auto", description="embed, classify, or auto (from config.json).")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N."
+    )
+    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="Weights dtype.")
+    pooling: PoolingSetting = Field(
+        "auto", description="mean or cls; auto reads 1_Pooling/config.json, else cls."
+    )
+    max_input_tokens: int | None = Field(
+        None, ge=2, description="Lower the model's own token limit (never raise it)."
+    )
+    revision: str | None = Field(None, description="Hub revision, for hub ids only.")
+
+
+def _default_models() -> list[ModelSpec]:
+    return [
+        ModelSpec(name="all-MiniLM-L6-v2", source=defaults.EMBEDDER),
+        ModelSpec(name="minilm-sentiment", source=defaults.CLASSIFIER, task="classify"),
+    ]
+
+
+class Settings(BaseSettings):
+    """bertserve settings (environment prefix ``BERTSERVE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="BERTSERVE_", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
+    models: list[ModelSpec] = Field(
+        default_factory=_default_models,
+        description="Models to serve (JSON list). Default: all-MiniLM-L6-v2 and the sentiment "
+        "classifier fine-tuned from it.",
+    )
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Data directory for built models, datasets and caches.",
+    )
+    threads: int = Field(
+        0, ge=0, description="Intra-op threads for inference; 0 means one per CPU core."
+    )
+    tokenizer_workers: int = Field(
+        2, ge=1, description="Threads that tokenize requests off the event loop."
+    )
+    max_batch_tokens: int = Field(
+        8192, ge=64, description="Padded tokens (items x longest) per model batch."
+    )
+    max_batch_requests: int = Field(64, ge=1, description="Inputs per model batch at most.")
+    max_client_batch_size: int = Field(
+        256, ge=1, description="Inputs per request at most; more gets 413."
+    )
+    max_input_chars: int = Field(
+        100_000, ge=1, description="Characters per input at most; more gets 413."
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Request body bytes at most; more gets 413."
+    )
+    warmup: bool = Field(True, description="Run one batch per model before reporting ready.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _expand_home(cls, value: object) -> object:
+        return Path(os.path.expanduser(str(value))) if value is not None else value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        names = [spec.name for spec in self.models]
+        if not names:
+            raise ValueError("at least one model must be configured")
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        return self
