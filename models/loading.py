@@ -20,9 +20,7 @@ Task = Literal["embed", "classify"]
 Pooling = Literal["mean", "cls"]
 
 #: Model types of the BERT family that bertserve serves (config.json ``model_type``).
-SUPPORTED_MODEL_TYPES = frozenset(
-    {"bert", "distilbert", "roberta", "xlm-roberta", "electra", "camembert"}
-)
+SUPPORTED_MODEL_TYPES = frozenset({"bert", "distilbert", "roberta", "xlm-roberta", "electra", "camembert"})
 #: RoBERTa-style position ids start after the padding index, which costs two positions.
 _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")

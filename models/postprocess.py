@@ -28,6 +28,4 @@ def rank_labels(
     """Per row, ``(label, score)`` pairs highest first, cut to ``top_k``."""
     order = np.argsort(-scores, axis=1, kind="stable")
     limit = top_k if top_k is not None else scores.shape[1]
-    return [
-        [(labels[j], float(scores[i, j])) for j in order[i, :limit]] for i in range(scores.shape[0])
-    ]
+    return [[(labels[j], float(scores[i, j])) for j in order[i, :limit]] for i in range(scores.shape[0])]

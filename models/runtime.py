@@ -28,8 +28,15 @@ _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 class EncoderBackend(Protocol):
     """What the engine needs from a runtime: one forward pass on one padded batch."""
 
-    device: str
-    dtype: str
+    @property
+    def device(self) -> str:
+        """Where the model runs (``cpu``, ``cuda:0``...)."""
+        ...
+
+    @property
+    def dtype(self) -> str:
+        """Weights dtype name."""
+        ...
 
     def forward(self, batch: ModelInputs) -> np.ndarray:
         """Return float32 rows, one per input: pooled embeddings or logits."""

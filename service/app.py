@@ -50,7 +50,9 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
             tokenize_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
-        title="bertserve", version=__version__, lifespan=lifespan,
+        title="bertserve",
+        version=__version__,
+        lifespan=lifespan,
         description="Embeddings and classification with BERT-family encoders.",
     )
     app.state.settings = settings
@@ -65,9 +67,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     return app
 
 
-async def _load_models(
-    registry: ModelRegistry, metrics: Metrics, on_fatal: FatalHandler | None
-) -> None:
+async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: FatalHandler | None) -> None:
     try:
         await asyncio.to_thread(registry.load_all)
     except Exception as exc:  # any failure here must surface, not die silently in a task
@@ -80,10 +80,16 @@ async def _load_models(
     for loaded in registry.models:
         description = loaded.engine.description
         metrics.model_load_seconds.labels(loaded.spec.name).set(loaded.load_seconds)
-        metrics.model_info.labels(loaded.spec.name).info({
-            "source": loaded.spec.source, "fingerprint": description.fingerprint,
-            "task": description.task, "variant": (description.variant or {}).get("recipe", "base"),
-            "runtime": "torch", "device": loaded.device, "dtype": loaded.spec.dtype,
-        })
+        metrics.model_info.labels(loaded.spec.name).info(
+            {
+                "source": loaded.spec.source,
+                "fingerprint": description.fingerprint,
+                "task": description.task,
+                "variant": (description.variant or {}).get("recipe", "base"),
+                "runtime": "torch",
+                "device": loaded.device,
+                "dtype": loaded.spec.dtype,
+            }
+        )
     metrics.ready.set(1)
     logger.info("ready: %s", ", ".join(m.spec.name for m in registry.models))

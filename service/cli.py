@@ -41,20 +41,30 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
         help_text = f"{field.description} [env BERTSERVE_{name.upper()}]"
         if name == "models":
-            parser.add_argument("--model", dest="models", action="append", type=_model_flag,
-                                metavar="NAME=SOURCE[,task=..,device=..,dtype=..,pooling=..]",
-                                help=help_text + " (repeat for several models)")
+            parser.add_argument(
+                "--model",
+                dest="models",
+                action="append",
+                type=_model_flag,
+                metavar="NAME=SOURCE[,task=..,device=..,dtype=..,pooling=..]",
+                help=help_text + " (repeat for several models)",
+            )
         elif field.annotation is bool:
-            parser.add_argument(f"--{name.replace('_', '-')}", dest=name,
-                                action=argparse.BooleanOptionalAction, help=help_text)
+            parser.add_argument(
+                f"--{name.replace('_', '-')}",
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
         else:
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=help_text)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from flags given (others from the environment or defaults)."""
-    overrides = {name: getattr(args, name) for name in Settings.model_fields
-                 if getattr(args, name, None) is not None}
+    overrides = {
+        name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None
+    }
     return Settings(**overrides)
 
 
@@ -73,8 +83,13 @@ def serve(settings: Settings) -> int:
         return 2
     fatal: list[str] = []
     config = uvicorn.Config(
-        "service.app:create_app", host=settings.host, port=settings.port, factory=True,
-        log_level=settings.log_level, lifespan="on", timeout_graceful_shutdown=30,
+        "service.app:create_app",
+        host=settings.host,
+        port=settings.port,
+        factory=True,
+        log_level=settings.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
     )
     server = uvicorn.Server(config)
 
@@ -97,10 +112,12 @@ def _build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="Build model variants.")
     model_commands = models.add_subparsers(dest="model_command", required=True)
     finetune = model_commands.add_parser(
-        "finetune", help="Fine-tune the default sentiment classifier (Rotten Tomatoes).")
+        "finetune", help="Fine-tune the default sentiment classifier (Rotten Tomatoes)."
+    )
     finetune.add_argument("--home", type=Path, default=None, help="Data directory.")
-    finetune.add_argument("--out", type=Path, default=None,
-                          help="Output folder (default: the builtin classifier's place).")
+    finetune.add_argument(
+        "--out", type=Path, default=None, help="Output folder (default: the builtin classifier's place)."
+    )
     finetune.add_argument("--epochs", type=int, default=None)
     finetune.add_argument("--max-train-examples", type=int, default=None)
     finetune.add_argument("--no-progress", action="store_true")
@@ -120,10 +137,16 @@ def _finetune(args: argparse.Namespace) -> int:
     if args.max_train_examples is not None:
         config = replace(config, max_train_examples=args.max_train_examples)
     out = args.out or defaults.classifier_path(home)
-    result = finetune_classifier(defaults.minilm_path(), out, home, config,
-                                 progress=not args.no_progress)
-    print(json.dumps({"out": str(result.out_dir), "heldout_accuracy": result.heldout_accuracy,
-                      "seconds": round(result.seconds, 1)}))
+    result = finetune_classifier(defaults.minilm_path(), out, home, config, progress=not args.no_progress)
+    print(
+        json.dumps(
+            {
+                "out": str(result.out_dir),
+                "heldout_accuracy": result.heldout_accuracy,
+                "seconds": round(result.seconds, 1),
+            }
+        )
+    )
     return 0
 
 
@@ -133,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             settings = settings_from_args(args)
-            logging.basicConfig(level=settings.log_level.upper(),
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            logging.basicConfig(
+                level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            )
             return serve(settings)
         logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return _finetune(args)

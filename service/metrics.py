@@ -28,25 +28,41 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests = Counter(f"{PREFIX}_requests", "HTTP requests by route, model and status",
-                                ["route", "model", "status"], registry=r)
+        self.requests = Counter(
+            f"{PREFIX}_requests",
+            "HTTP requests by route, model and status",
+            ["route", "model", "status"],
+            registry=r,
+        )
         self.request_duration = Histogram(
-            f"{PREFIX}_request_duration_seconds", "HTTP request duration", ["route"],
-            buckets=LATENCY_BUCKETS, registry=r)
+            f"{PREFIX}_request_duration_seconds",
+            "HTTP request duration",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.tokenization_duration = Histogram(
-            f"{PREFIX}_tokenization_duration_seconds", "Tokenization time per request", ["model"],
-            buckets=LATENCY_BUCKETS, registry=r)
+            f"{PREFIX}_tokenization_duration_seconds",
+            "Tokenization time per request",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.inference_duration = Histogram(
-            f"{PREFIX}_inference_duration_seconds", "Inference time per request", ["model"],
-            buckets=LATENCY_BUCKETS, registry=r)
+            f"{PREFIX}_inference_duration_seconds",
+            "Inference time per request",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.input_tokens = Histogram(
-            f"{PREFIX}_input_tokens", "Tokens per input item", ["model"],
-            buckets=SIZE_BUCKETS, registry=r)
+            f"{PREFIX}_input_tokens", "Tokens per input item", ["model"], buckets=SIZE_BUCKETS, registry=r
+        )
         self.truncated_inputs = Counter(
-            f"{PREFIX}_truncated_inputs", "Inputs cut to the model's token limit", ["model"],
-            registry=r)
+            f"{PREFIX}_truncated_inputs", "Inputs cut to the model's token limit", ["model"], registry=r
+        )
         self.model_load_seconds = Gauge(
-            f"{PREFIX}_model_load_seconds", "Seconds taken to load and warm up a model",
-            ["model"], registry=r)
+            f"{PREFIX}_model_load_seconds", "Seconds taken to load and warm up a model", ["model"], registry=r
+        )
         self.model_info = Info(f"{PREFIX}_model", "Served model", ["model"], registry=r)
         self.ready = Gauge(f"{PREFIX}_ready", "1 when every model is loaded", registry=r)

@@ -28,17 +28,16 @@ class ModelSpec(BaseModel):
     """One model to serve."""
 
     name: str = Field(
-        min_length=1, max_length=128, pattern=r"^[\w.\-/:]+$",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\w.\-/:]+$",
         description="Name clients use in the request's `model` field.",
     )
     source: str = Field(
-        description="Local folder, hub id (org/name), or builtin:all-minilm-l6-v2 / "
-        "builtin:minilm-sentiment."
+        description="Local folder, hub id (org/name), or builtin:all-minilm-l6-v2 / builtin:minilm-sentiment."
     )
     task: TaskSetting = Field("auto", description="embed, classify, or auto (from config.json).")
-    device: str = Field(
-        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N."
-    )
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="Weights dtype.")
     pooling: PoolingSetting = Field(
         "auto", description="mean or cls; auto reads 1_Pooling/config.json, else cls."
@@ -72,29 +71,17 @@ class Settings(BaseSettings):
         default_factory=_default_home,
         description="Data directory for built models, datasets and caches.",
     )
-    threads: int = Field(
-        0, ge=0, description="Intra-op threads for inference; 0 means one per CPU core."
-    )
-    tokenizer_workers: int = Field(
-        2, ge=1, description="Threads that tokenize requests off the event loop."
-    )
-    max_batch_tokens: int = Field(
-        8192, ge=64, description="Padded tokens (items x longest) per model batch."
-    )
+    threads: int = Field(0, ge=0, description="Intra-op threads for inference; 0 means one per CPU core.")
+    tokenizer_workers: int = Field(2, ge=1, description="Threads that tokenize requests off the event loop.")
+    max_batch_tokens: int = Field(8192, ge=64, description="Padded tokens (items x longest) per model batch.")
     max_batch_requests: int = Field(64, ge=1, description="Inputs per model batch at most.")
-    max_client_batch_size: int = Field(
-        256, ge=1, description="Inputs per request at most; more gets 413."
-    )
-    max_input_chars: int = Field(
-        100_000, ge=1, description="Characters per input at most; more gets 413."
-    )
+    max_client_batch_size: int = Field(256, ge=1, description="Inputs per request at most; more gets 413.")
+    max_input_chars: int = Field(100_000, ge=1, description="Characters per input at most; more gets 413.")
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Request body bytes at most; more gets 413."
     )
     warmup: bool = Field(True, description="Run one batch per model before reporting ready.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="Log level."
-    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
     @field_validator("home", mode="before")
     @classmethod

@@ -118,9 +118,7 @@ class ModelEngine:
         """Embed ``texts`` (already validated as non-empty strings)."""
         dims = options.dimensions
         if dims is not None and dims > self.description.hidden_size:
-            raise InvalidInputError(
-                f"dimensions {dims} exceeds the model's {self.description.hidden_size}"
-            )
+            raise InvalidInputError(f"dimensions {dims} exceeds the model's {self.description.hidden_size}")
         rows, usage = await self._run(texts, options.truncate, options.direction)
         return EmbedResult(finish_embeddings(rows, options.normalize, dims), usage)
 
@@ -130,9 +128,7 @@ class ModelEngine:
         scores = rows if options.raw_scores else softmax(rows)
         return ClassifyResult(rank_labels(scores, self.description.labels, options.top_k), usage)
 
-    async def _run(
-        self, texts: list[str], truncate: bool, direction: Direction
-    ) -> tuple[np.ndarray, Usage]:
+    async def _run(self, texts: list[str], truncate: bool, direction: Direction) -> tuple[np.ndarray, Usage]:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         items = await loop.run_in_executor(
@@ -151,8 +147,7 @@ class ModelEngine:
 
     def _infer(self, items: list[TokenizedText]) -> tuple[np.ndarray, int]:
         """Run ``items`` through the model in length-sorted budgeted batches (inference thread)."""
-        plan = plan_batches([item.tokens for item in items], self.limits.max_tokens,
-                            self.limits.max_items)
+        plan = plan_batches([item.tokens for item in items], self.limits.max_tokens, self.limits.max_items)
         out: np.ndarray | None = None
         for batch in plan:
             try:

@@ -94,7 +94,11 @@ class ModelRegistry:
         seconds = time.perf_counter() - started
         logger.info(
             "model %s loaded (%s, %s on %s) in %.1f s",
-            spec.name, description.task, spec.dtype, backend.device, seconds,
+            spec.name,
+            description.task,
+            spec.dtype,
+            backend.device,
+            seconds,
         )
         return LoadedModel(spec, engine, backend.device, seconds)
 
@@ -109,18 +113,12 @@ class ModelRegistry:
             raise ModelNotFoundError(f"no {task} model is served")
         loaded_model = self._models.get(name)
         if loaded_model is None:
-            raise ModelNotFoundError(
-                f"model {name!r} is not served (served: {', '.join(self._models)})"
-            )
+            raise ModelNotFoundError(f"model {name!r} is not served (served: {', '.join(self._models)})")
         if loaded_model.engine.task != task:
-            raise WrongTaskError(
-                f"model {name!r} is a {loaded_model.engine.task} model, not {task}"
-            )
+            raise WrongTaskError(f"model {name!r} is a {loaded_model.engine.task} model, not {task}")
         return loaded_model.engine
 
     def close(self) -> None:
         """Stop every engine's inference thread."""
         for loaded in self._models.values():
             loaded.engine.close()
-
-

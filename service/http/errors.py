@@ -39,9 +39,15 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     NotReadyError: (503, "not_ready"),
     InferenceError: (500, "backend"),
 }
-_OPENAI_TYPES = {400: "invalid_request_error", 404: "invalid_request_error",
-                 413: "invalid_request_error", 422: "invalid_request_error",
-                 429: "rate_limit_error", 503: "service_unavailable", 500: "server_error"}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+    500: "server_error",
+}
 _INTERNAL = "internal error; see the server log"
 
 
@@ -54,15 +60,22 @@ def status_for(exc: Exception) -> tuple[int, str]:
 
 
 def error_response(
-    request: Request, status: int, error_type: str, message: str,
+    request: Request,
+    status: int,
+    error_type: str,
+    message: str,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """Build the error body in the shape the route's clients expect."""
     if request.url.path.startswith("/v1/"):
-        body: dict[str, object] = {"error": {
-            "message": message, "type": _OPENAI_TYPES.get(status, "invalid_request_error"),
-            "param": None, "code": error_type,
-        }}
+        body: dict[str, object] = {
+            "error": {
+                "message": message,
+                "type": _OPENAI_TYPES.get(status, "invalid_request_error"),
+                "param": None,
+                "code": error_type,
+            }
+        }
     else:
         body = {"error": message, "error_type": error_type}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -87,8 +100,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     error_type = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
-    return error_response(request, exc.status_code, error_type, str(exc.detail),
-                          headers=getattr(exc, "headers", None))
+    return error_response(
+        request, exc.status_code, error_type, str(exc.detail), headers=getattr(exc, "headers", None)
+    )
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

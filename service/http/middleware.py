@@ -48,14 +48,28 @@ class BodyLimitMiddleware:
     async def _reject(self, scope: Scope, send: Send) -> None:
         message = f"request body larger than {self.max_bytes} bytes"
         if scope["path"].startswith("/v1/"):
-            body: dict[str, Any] = {"error": {"message": message, "type": "invalid_request_error",
-                                              "param": None, "code": "payload_too_large"}}
+            body: dict[str, Any] = {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "payload_too_large",
+                }
+            }
         else:
             body = {"error": message, "error_type": "payload_too_large"}
         payload = json.dumps(body).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-            (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
 

@@ -33,9 +33,7 @@ def check_inputs(inputs: str | list[str], limits: InputLimits) -> list[str]:
     if not texts:
         raise EmptyInputError("inputs is empty")
     if len(texts) > limits.max_inputs:
-        raise PayloadTooLargeError(
-            f"{len(texts)} inputs in one request; the limit is {limits.max_inputs}"
-        )
+        raise PayloadTooLargeError(f"{len(texts)} inputs in one request; the limit is {limits.max_inputs}")
     for index, text in enumerate(texts):
         if not text:
             raise EmptyInputError(f"input {index} is an empty string")

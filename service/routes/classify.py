@@ -19,14 +19,20 @@ router = APIRouter(tags=["classification"])
 
 
 async def _classify(
-    body: ClassifyRequest, request: Request, registry: RegistryDep, metrics: MetricsDep,
-    limits: LimitsDep, flatten_single: bool,
+    body: ClassifyRequest,
+    request: Request,
+    registry: RegistryDep,
+    metrics: MetricsDep,
+    limits: LimitsDep,
+    flatten_single: bool,
 ) -> Response:
     texts = check_inputs(body.inputs, limits)
     engine = registry.get(body.model, "classify")
     label_model(request, engine.name)
     options = ClassifyOptions(
-        raw_scores=body.raw_scores, top_k=body.top_k, truncate=body.truncate,
+        raw_scores=body.raw_scores,
+        top_k=body.top_k,
+        truncate=body.truncate,
         direction=body.truncation_direction,
     )
     result = await engine.classify(texts, options)
@@ -39,7 +45,10 @@ async def _classify(
 
 @router.post("/classify", response_model=list[list[LabelScore]], responses=ERROR_RESPONSES)
 async def classify(
-    body: ClassifyRequest, request: Request, registry: RegistryDep, metrics: MetricsDep,
+    body: ClassifyRequest,
+    request: Request,
+    registry: RegistryDep,
+    metrics: MetricsDep,
     limits: LimitsDep,
 ) -> Response:
     """Classify each input; per input a list of labels with scores, highest first."""
@@ -47,11 +56,15 @@ async def classify(
 
 
 @router.post(
-    "/predict", response_model=list[list[LabelScore]] | list[LabelScore],
+    "/predict",
+    response_model=list[list[LabelScore]] | list[LabelScore],
     responses=ERROR_RESPONSES,
 )
 async def predict(
-    body: ClassifyRequest, request: Request, registry: RegistryDep, metrics: MetricsDep,
+    body: ClassifyRequest,
+    request: Request,
+    registry: RegistryDep,
+    metrics: MetricsDep,
     limits: LimitsDep,
 ) -> Response:
     """TEI's name for /classify; a single string input gets a flat list, as TEI does."""

@@ -20,7 +20,10 @@ router = APIRouter(tags=["embeddings"])
 
 @router.post("/embed", response_model=list[list[float]], responses=ERROR_RESPONSES)
 async def embed(
-    body: EmbedRequest, request: Request, registry: RegistryDep, metrics: MetricsDep,
+    body: EmbedRequest,
+    request: Request,
+    registry: RegistryDep,
+    metrics: MetricsDep,
     limits: LimitsDep,
 ) -> Response:
     """Embed one text or a list of texts; returns one vector per input, in input order."""
@@ -28,8 +31,10 @@ async def embed(
     engine = registry.get(body.model, "embed")
     label_model(request, engine.name)
     options = EmbedOptions(
-        normalize=body.normalize, truncate=body.truncate,
-        direction=body.truncation_direction, dimensions=body.dimensions,
+        normalize=body.normalize,
+        truncate=body.truncate,
+        direction=body.truncation_direction,
+        dimensions=body.dimensions,
     )
     result = await engine.embed(texts, options)
     record_usage(metrics, engine.name, result.usage)

@@ -29,8 +29,7 @@ async def ready(registry: RegistryDep) -> JSONResponse:
             {"error": f"model loading failed: {registry.failure}", "error_type": "load_failed"},
             status_code=503,
         )
-    return JSONResponse({"error": "models are still loading", "error_type": "not_ready"},
-                        status_code=503)
+    return JSONResponse({"error": "models are still loading", "error_type": "not_ready"}, status_code=503)
 
 
 @router.get("/info", response_model=InfoResponse)

@@ -16,7 +16,10 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 @router.post("/embeddings", response_model=OpenAIEmbeddingResponse)
 async def create_embeddings(
-    body: OpenAIEmbeddingRequest, request: Request, registry: RegistryDep, metrics: MetricsDep,
+    body: OpenAIEmbeddingRequest,
+    request: Request,
+    registry: RegistryDep,
+    metrics: MetricsDep,
     limits: LimitsDep,
 ) -> Response:
     """Embed ``input``; vectors are L2-normalised, as OpenAI's are."""
@@ -40,7 +43,9 @@ async def create_embeddings(
     ]
     tokens = result.usage.tokens
     content = {
-        "object": "list", "data": data, "model": engine.name,
+        "object": "list",
+        "data": data,
+        "model": engine.name,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
     return json_response(content, usage_headers(result.usage))

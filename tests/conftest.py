@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny randomly initialised BERT folders (real tokenizer, fake weights)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+from models.defaults import minilm_path
+
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 37,
+    "max_position_embeddings": 64,
+}
+CLASSIFIER_LABELS = ("negative", "neutral", "positive")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def copy_tokenizer(target: Path) -> None:
+    """Give ``target`` the real all-MiniLM-L6-v2 tokenizer."""
+    for name in _TOKENIZER_FILES:
+        shutil.copy(minilm_path() / name, target / name)
+
+
+def build_tiny_embedder(target: Path, seed: int = 0, pooling: str = "mean") -> Path:
+    """A 2-layer BERT with random weights, saved as a sentence-transformers-style folder."""
+    torch.manual_seed(seed)
+    BertModel(BertConfig(**TINY)).save_pretrained(target, safe_serialization=True)
+    copy_tokenizer(target)
+    (target / "1_Pooling").mkdir()
+    (target / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": TINY["hidden_size"],
+                "pooling_mode_mean_tokens": pooling == "mean",
+                "pooling_mode_cls_token": pooling == "cls",
+            }
+        )
+    )
+    return target
+
+
+def build_tiny_classifier(target: Path, seed: int = 1) -> Path:
+    """A 2-layer BERT sequence classifier with three labels and random weights."""
+    torch.manual_seed(seed)
+    config = BertConfig(
+        **TINY,
+        num_labels=len(CLASSIFIER_LABELS),
+        id2label=dict(enumerate(CLASSIFIER_LABELS)),
+        label2id={label: i for i, label in enumerate(CLASSIFIER_LABELS)},
+    )
+    BertForSequenceClassification(config).save_pretrained(target, safe_serialization=True)
+    copy_tokenizer(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random embedder (mean pooling, 64 token positions)."""
+    return build_tiny_embedder(tmp_path_factory.mktemp("tiny-embedder"))
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random three-label classifier."""
+    return build_tiny_classifier(tmp_path_factory.mktemp("tiny-classifier"))

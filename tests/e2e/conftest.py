@@ -1,0 +1,96 @@
+"""A real bertserve server process on the embedded default models."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from models.data import default_home
+
+#: First start fine-tunes the default classifier (a few minutes on 2 cores); later starts take seconds.
+READY_TIMEOUT_S = 900
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server: its base URL, data directory and process."""
+
+    url: str
+    home: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_server(args: list[str], home: Path, log: Path) -> Server:
+    """Start ``python -m service`` with ``args`` on a free loopback port."""
+    port = free_port()
+    env = {**os.environ, "BERTSERVE_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    return Server(f"http://127.0.0.1:{port}", home, process, log)
+
+
+def wait_ready(server: Server, timeout: float) -> None:
+    """Poll /ready until 200; fail with the server's log if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"server exited with {server.process.returncode}:\n{server.log.read_text()}")
+        try:
+            if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"server not ready after {timeout} s:\n{server.log.read_text()[-4000:]}")
+
+
+def stop_server(server: Server) -> None:
+    """SIGTERM, then SIGKILL if it does not exit."""
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def home() -> Path:
+    """Data directory shared with the developer's own (so the classifier is built once)."""
+    path = default_home()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The default serve command, as a user runs it: both embedded models."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    running = start_server([], home, log)
+    try:
+        wait_ready(running, READY_TIMEOUT_S)
+        yield running
+    finally:
+        stop_server(running)

@@ -1,0 +1,76 @@
+"""The embedded default models, served by a real process: exact embeddings and real accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+
+from benchmarks.eval_sts import evaluate_sts
+from models.data import load_sts, sentiment_splits
+from models.defaults import classifier_path, minilm_path
+from tests.e2e.conftest import Server
+
+pytestmark = pytest.mark.e2e
+
+
+def _sts_sentences(server: Server, count: int) -> list[str]:
+    seen: dict[str, None] = {}
+    for pair in load_sts("test", server.home):
+        seen.setdefault(pair.sentence1)
+        seen.setdefault(pair.sentence2)
+    return list(seen)[:count]
+
+
+def test_embeddings_equal_sentence_transformers(server: Server) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    sentences = _sts_sentences(server, 256)
+    assert len(sentences) == 256
+    served = np.concatenate(
+        [
+            np.array(
+                httpx.post(f"{server.url}/embed", json={"inputs": sentences[i : i + 64]}, timeout=60).json()
+            )
+            for i in range(0, len(sentences), 64)
+        ]
+    )
+    reference = SentenceTransformer(str(minilm_path()), device="cpu").encode(
+        sentences, normalize_embeddings=True, batch_size=32
+    )
+    cosine = (served * reference).sum(axis=1)
+    assert served.shape == (256, 384)
+    assert cosine.min() >= 0.9999, f"worst cosine {cosine.min():.6f}"
+
+
+def test_sts_spearman_through_http(server: Server) -> None:
+    spearman = evaluate_sts(server.url, "test", server.home, model=None)
+    assert spearman == pytest.approx(0.820, abs=0.003)
+
+
+def test_classifier_heldout_accuracy(server: Server) -> None:
+    metadata = json.loads((classifier_path(server.home) / "finetune.json").read_text())
+    assert metadata["heldout_accuracy"] >= 0.80
+    _, heldout = sentiment_splits(server.home)
+    sample = heldout[:400]
+    predictions: list[str] = []
+    for i in range(0, len(sample), 100):
+        response = httpx.post(
+            f"{server.url}/classify", json={"inputs": [x.text for x in sample[i : i + 100]]}, timeout=60
+        )
+        assert response.status_code == 200
+        predictions += [row[0]["label"] for row in response.json()]
+    expected = ["positive" if x.label == 1 else "negative" for x in sample]
+    accuracy = float(np.mean([p == e for p, e in zip(predictions, expected, strict=True)]))
+    assert accuracy >= 0.80, f"held-out accuracy {accuracy:.3f}"
+
+
+def test_info_reports_both_defaults(server: Server) -> None:
+    info = httpx.get(f"{server.url}/info").json()
+    assert [(m["name"], m["task"]) for m in info["models"]] == [
+        ("all-MiniLM-L6-v2", "embed"),
+        ("minilm-sentiment", "classify"),
+    ]
+    assert info["models"][1]["labels"] == ["negative", "positive"]

@@ -1,0 +1,77 @@
+"""Settings from the environment and from command-line flags."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from pydantic import ValidationError
+
+from service.cli import add_settings_flags, settings_from_args
+from service.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def _parse(argv: list[str]) -> Settings:
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    return settings_from_args(parser.parse_args(argv))
+
+
+def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTSERVE_PORT", "9001")
+    monkeypatch.setenv("BERTSERVE_MODELS", '[{"name": "a", "source": "/m", "task": "embed"}]')
+    settings = Settings()
+    assert settings.port == 9001
+    assert [(m.name, m.source, m.task) for m in settings.models] == [("a", "/m", "embed")]
+
+
+def test_defaults_are_the_embedded_models() -> None:
+    assert [m.source for m in Settings().models] == ["builtin:all-minilm-l6-v2", "builtin:minilm-sentiment"]
+
+
+def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTSERVE_PORT", "9001")
+    settings = _parse(
+        [
+            "--port",
+            "9002",
+            "--model",
+            "e=/models/e,device=cpu,dtype=bfloat16",
+            "--model",
+            '{"name": "c", "source": "/models/c", "task": "classify"}',
+            "--no-warmup",
+            "--max-batch-tokens",
+            "4096",
+        ]
+    )
+    assert settings.port == 9002
+    assert settings.warmup is False
+    assert settings.max_batch_tokens == 4096
+    assert [(m.name, m.dtype, m.task) for m in settings.models] == [
+        ("e", "bfloat16", "auto"),
+        ("c", "float32", "classify"),
+    ]
+
+
+def test_every_setting_has_a_flag_and_a_description() -> None:
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    flags = {action.dest for action in parser._actions}
+    for name, field in Settings.model_fields.items():
+        assert name in flags
+        assert field.description
+
+
+@pytest.mark.parametrize(
+    "models",
+    [
+        [],
+        [{"name": "a", "source": "x"}, {"name": "a", "source": "y"}],
+        [{"name": "a", "source": "x", "device": "tpu"}],
+    ],
+)
+def test_invalid_model_lists(models: list[dict[str, str]]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(models=models)
