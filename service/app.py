@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 
 from models.errors import ModelError
 from service import __version__
+from service.engine.queue import BatchQueue
 from service.engine.registry import ModelRegistry
 from service.http.errors import install_error_handlers
 from service.http.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
@@ -34,7 +36,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     """
     metrics = Metrics()
     tokenize_pool = ThreadPoolExecutor(settings.tokenizer_workers, thread_name_prefix="tokenize")
-    registry = ModelRegistry(settings, tokenize_pool)
+    registry = ModelRegistry(settings, tokenize_pool, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -79,7 +81,10 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
         return
     for loaded in registry.models:
         description = loaded.engine.description
-        metrics.model_load_seconds.labels(loaded.spec.name).set(loaded.load_seconds)
+        name, queue = loaded.spec.name, loaded.engine.queue
+        metrics.model_load_seconds.labels(name).set(loaded.load_seconds)
+        metrics.queue_depth.labels(name).set_function(functools.partial(_depth, queue, 1))
+        metrics.in_flight.labels(name).set_function(functools.partial(_depth, queue, 0))
         metrics.model_info.labels(loaded.spec.name).info(
             {
                 "source": loaded.spec.source,
@@ -93,3 +98,7 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
         )
     metrics.ready.set(1)
     logger.info("ready: %s", ", ".join(m.spec.name for m in registry.models))
+
+
+def _depth(queue: BatchQueue, field: int) -> float:
+    return float(queue.depth[field])

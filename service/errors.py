@@ -37,3 +37,20 @@ class NotReadyError(ServiceError):
 
 class InferenceError(ServiceError):
     """The model failed on a batch; details are logged, never returned."""
+
+
+class OverloadedError(ServiceError):
+    """The queue is full: the client should retry after a short while (429 with Retry-After)."""
+
+    def __init__(self, message: str, reason: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceededError(ServiceError):
+    """The request was not served within its deadline (504)."""
+
+
+class ClientDisconnectedError(ServiceError):
+    """The client went away before its answer was ready; nothing is sent."""

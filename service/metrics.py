@@ -55,6 +55,47 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.queue_duration = Histogram(
+            f"{PREFIX}_queue_duration_seconds",
+            "Time from queueing to the first batch",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_duration = Histogram(
+            f"{PREFIX}_batch_duration_seconds",
+            "Model time per batch",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            f"{PREFIX}_batch_size", "Inputs per model batch", ["model"], buckets=SIZE_BUCKETS, registry=r
+        )
+        self.batch_tokens = Histogram(
+            f"{PREFIX}_batch_tokens",
+            "Padded tokens per model batch",
+            ["model"],
+            buckets=geometric_buckets(16, 2.0, 14),
+            registry=r,
+        )
+        self.padding_ratio = Histogram(
+            f"{PREFIX}_batch_padding_ratio",
+            "Share of padding in a batch",
+            ["model"],
+            buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
+            registry=r,
+        )
+        self.queue_depth = Gauge(f"{PREFIX}_queue_items", "Inputs waiting for a batch", ["model"], registry=r)
+        self.in_flight = Gauge(
+            f"{PREFIX}_requests_in_flight", "Requests admitted and not yet answered", ["model"], registry=r
+        )
+        self.rejections = Counter(
+            f"{PREFIX}_rejections",
+            "Requests refused (429) or timed out (504), by reason",
+            ["model", "reason"],
+            registry=r,
+        )
         self.input_tokens = Histogram(
             f"{PREFIX}_input_tokens", "Tokens per input item", ["model"], buckets=SIZE_BUCKETS, registry=r
         )

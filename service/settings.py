@@ -73,8 +73,31 @@ class Settings(BaseSettings):
     )
     threads: int = Field(0, ge=0, description="Intra-op threads for inference; 0 means one per CPU core.")
     tokenizer_workers: int = Field(2, ge=1, description="Threads that tokenize requests off the event loop.")
-    max_batch_tokens: int = Field(8192, ge=64, description="Padded tokens (items x longest) per model batch.")
-    max_batch_requests: int = Field(64, ge=1, description="Inputs per model batch at most.")
+    max_batch_tokens: int = Field(
+        2048,
+        ge=16,
+        description="Padded tokens (items x longest) per model batch. Larger batches use the CPU "
+        "better up to a point, then only add latency; see benchmarks/RESULTS.md.",
+    )
+    max_batch_requests: int = Field(
+        64, ge=1, description="Inputs per model batch at most (bounds GPU memory per batch)."
+    )
+    max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long a batch may wait for more inputs when the queue is short. 0: a batch "
+        "starts as soon as the model is free (inputs arriving meanwhile join the next one).",
+    )
+    max_concurrent_requests: int = Field(
+        512, ge=1, description="Requests admitted per model at once; more get 429 with Retry-After."
+    )
+    max_queue_tokens: int = Field(
+        262_144, ge=64, description="Tokens waiting per model at most; more get 429 with Retry-After."
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="Deadline per request; a request not served in time gets 504."
+    )
     max_client_batch_size: int = Field(256, ge=1, description="Inputs per request at most; more gets 413.")
     max_input_chars: int = Field(100_000, ge=1, description="Characters per input at most; more gets 413.")
     max_body_bytes: int = Field(

@@ -1,28 +1,24 @@
-"""One engine per served model: tokenize in a thread pool, infer on a dedicated thread.
-
-Pre / forward / post are split: tokenization (and the token-limit check) happens in a shared pool of
-tokenizer threads, the forward pass on the model's own single inference thread (one batch at a time,
-length-sorted and cut to the token budget), and post-processing back on the caller's side.
-"""
+"""One engine per served model: admission, tokenization, cross-request batching, post-processing."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from models.errors import ModelError
 from models.loading import ModelDescription
 from models.postprocess import finish_embeddings, rank_labels, softmax
 from models.runtime import EncoderBackend
-from models.tokenization import TextTokenizer, TokenizedText
-from service.engine.batching import plan_batches
-from service.errors import InferenceError, InvalidInputError
+from models.tokenization import TextTokenizer
+from service.engine.batcher import Batcher, BatchStats
+from service.engine.queue import BatchQueue, PendingRequest, QueueLimits
+from service.errors import DeadlineExceededError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +51,8 @@ class Usage:
 
     item_tokens: list[int] = field(default_factory=list)
     truncated: int = 0
-    batches: int = 0
     tokenize_s: float = 0.0
+    queue_s: float = 0.0
     inference_s: float = 0.0
 
     @property
@@ -82,15 +78,20 @@ class ClassifyResult:
 
 
 @dataclass(frozen=True)
-class BatchLimits:
-    """How large one model batch may be."""
+class EngineConfig:
+    """Knobs of one engine (from the settings)."""
 
-    max_tokens: int
-    max_items: int
+    queue: QueueLimits
+    max_wait_s: float
+    request_timeout_s: float
 
 
 class ModelEngine:
-    """Serves one model: the only object the HTTP layer calls to run it."""
+    """Serves one model: the only object the HTTP layer calls to run it.
+
+    Pre (tokenize, in the shared tokenizer pool) -> queue -> forward (the model's batcher thread, batches
+    merged across requests) -> post (normalise / softmax, back on the caller's side).
+    """
 
     def __init__(
         self,
@@ -98,21 +99,27 @@ class ModelEngine:
         description: ModelDescription,
         tokenizer: TextTokenizer,
         backend: EncoderBackend,
-        limits: BatchLimits,
+        config: EngineConfig,
         tokenize_pool: Executor,
+        on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
         self.name = name
         self.description = description
         self.tokenizer = tokenizer
         self.backend = backend
-        self.limits = limits
+        self.config = config
         self._tokenize_pool = tokenize_pool
-        self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}")
+        self.queue = BatchQueue(config.queue)
+        self.batcher = Batcher(name, self.queue, tokenizer, backend, config.max_wait_s, on_batch)
 
     @property
     def task(self) -> str:
         """``embed`` or ``classify``."""
         return self.description.task
+
+    def start(self) -> None:
+        """Start taking batches."""
+        self.batcher.start()
 
     async def embed(self, texts: list[str], options: EmbedOptions) -> EmbedResult:
         """Embed ``texts`` (already validated as non-empty strings)."""
@@ -129,43 +136,59 @@ class ModelEngine:
         return ClassifyResult(rank_labels(scores, self.description.labels, options.top_k), usage)
 
     async def _run(self, texts: list[str], truncate: bool, direction: Direction) -> tuple[np.ndarray, Usage]:
+        self.queue.admit()  # 429 at once when full: before any work is spent on the request
+        try:
+            return await self._tokenize_and_wait(texts, truncate, direction)
+        finally:
+            self.queue.release()
+
+    async def _tokenize_and_wait(
+        self, texts: list[str], truncate: bool, direction: Direction
+    ) -> tuple[np.ndarray, Usage]:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        deadline = started + self.config.request_timeout_s
         items = await loop.run_in_executor(
             self._tokenize_pool, self.tokenizer.encode, texts, truncate, direction
         )
-        tokenized = time.perf_counter()
-        rows, batches = await loop.run_in_executor(self._infer_pool, self._infer, items)
+        future: asyncio.Future[PendingRequest] = loop.create_future()
+
+        def on_done(done: PendingRequest) -> None:  # called on the batcher thread
+            loop.call_soon_threadsafe(_settle, future, done)
+
+        request = PendingRequest(size=len(items), deadline=deadline, on_done=on_done)
+        self.queue.put(request, items)
+        try:
+            await asyncio.wait_for(future, timeout=max(deadline - time.perf_counter(), 0.0))
+        except TimeoutError as exc:
+            request.abandoned = True
+            raise DeadlineExceededError(f"not served within {self.config.request_timeout_s:g} s") from exc
+        except asyncio.CancelledError:
+            request.abandoned = True  # the client went away: its queued items are dropped
+            raise
+        if request.error is not None:
+            raise request.error
+        assert request.rows is not None
+        assert request.first_batch_at is not None
         usage = Usage(
             item_tokens=[item.tokens for item in items],
             truncated=sum(item.truncated for item in items),
-            batches=batches,
-            tokenize_s=tokenized - started,
-            inference_s=time.perf_counter() - tokenized,
+            tokenize_s=request.enqueued_at - started,
+            queue_s=request.first_batch_at - request.enqueued_at,
+            inference_s=request.last_batch_end - request.first_batch_at,
         )
-        return rows, usage
-
-    def _infer(self, items: list[TokenizedText]) -> tuple[np.ndarray, int]:
-        """Run ``items`` through the model in length-sorted budgeted batches (inference thread)."""
-        plan = plan_batches([item.tokens for item in items], self.limits.max_tokens, self.limits.max_items)
-        out: np.ndarray | None = None
-        for batch in plan:
-            try:
-                rows = self.backend.forward(self.tokenizer.collate([items[i] for i in batch]))
-            except (RuntimeError, ModelError, ValueError) as exc:
-                logger.exception("model %s failed on a batch of %d", self.name, len(batch))
-                raise InferenceError(f"model {self.name!r} failed to run this batch") from exc
-            if out is None:
-                out = np.empty((len(items), rows.shape[1]), dtype=np.float32)
-            out[batch] = rows
-        assert out is not None  # validated requests are never empty
-        return out, len(plan)
+        return request.rows, usage
 
     def warm_up(self) -> None:
         """Run one small batch so the first request does not pay for lazy initialisation."""
         items = self.tokenizer.encode(["bertserve warm-up sentence."], truncate=True)
-        self._infer(items)
+        self.backend.forward(self.tokenizer.collate(items))
 
     def close(self) -> None:
-        """Stop the inference thread once queued work is done."""
-        self._infer_pool.shutdown(wait=True)
+        """Finish what is queued and stop the batcher thread."""
+        self.batcher.stop()
+
+
+def _settle(future: asyncio.Future[PendingRequest], request: PendingRequest) -> None:
+    if not future.done():
+        future.set_result(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -13,8 +14,11 @@ from models.errors import ModelError, ModelLoadError
 from models.loading import ModelDescription, describe_model, resolve_source
 from models.runtime import TorchBackend
 from models.tokenization import TextTokenizer
-from service.engine.model_engine import BatchLimits, ModelEngine
+from service.engine.batcher import BatchStats
+from service.engine.model_engine import EngineConfig, ModelEngine
+from service.engine.queue import QueueLimits
 from service.errors import ModelNotFoundError, NotReadyError, WrongTaskError
+from service.metrics import Metrics
 from service.settings import ModelSpec, Settings
 
 logger = logging.getLogger(__name__)
@@ -33,8 +37,9 @@ class LoadedModel:
 class ModelRegistry:
     """Holds one :class:`ModelEngine` per configured model."""
 
-    def __init__(self, settings: Settings, tokenize_pool: Executor) -> None:
+    def __init__(self, settings: Settings, tokenize_pool: Executor, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._tokenize_pool = tokenize_pool
         self._models: dict[str, LoadedModel] = {}
         self._ready = threading.Event()
@@ -87,10 +92,18 @@ class ModelRegistry:
         description = self._describe(spec, progress=True)
         tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
         backend = TorchBackend(description, spec.device, spec.dtype)
-        limits = BatchLimits(self._settings.max_batch_tokens, self._settings.max_batch_requests)
-        engine = ModelEngine(spec.name, description, tokenizer, backend, limits, self._tokenize_pool)
+        engine = ModelEngine(
+            spec.name,
+            description,
+            tokenizer,
+            backend,
+            self._engine_config(),
+            self._tokenize_pool,
+            on_batch=self._batch_observer(spec.name),
+        )
         if self._settings.warmup:
             engine.warm_up()
+        engine.start()
         seconds = time.perf_counter() - started
         logger.info(
             "model %s loaded (%s, %s on %s) in %.1f s",
@@ -101,6 +114,31 @@ class ModelRegistry:
             seconds,
         )
         return LoadedModel(spec, engine, backend.device, seconds)
+
+    def _engine_config(self) -> EngineConfig:
+        settings = self._settings
+        limits = QueueLimits(
+            max_requests=settings.max_concurrent_requests,
+            max_tokens=settings.max_queue_tokens,
+            batch_tokens=settings.max_batch_tokens,
+            batch_items=settings.max_batch_requests,
+        )
+        return EngineConfig(limits, settings.max_wait_ms / 1000, settings.request_timeout_s)
+
+    def _batch_observer(self, model: str) -> Callable[[BatchStats], None] | None:
+        metrics = self._metrics
+        if metrics is None:
+            return None
+        size, tokens = metrics.batch_size.labels(model), metrics.batch_tokens.labels(model)
+        padding, seconds = metrics.padding_ratio.labels(model), metrics.batch_duration.labels(model)
+
+        def observe(stats: BatchStats) -> None:
+            size.observe(stats.items)
+            tokens.observe(stats.padded_tokens)
+            padding.observe(1 - stats.tokens / stats.padded_tokens)
+            seconds.observe(stats.seconds)
+
+        return observe
 
     def get(self, name: str | None, task: str) -> ModelEngine:
         """The engine for ``name``, or the first model of ``task`` when no name is given."""

@@ -16,11 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import InputTooLongError, ModelError
 from service.errors import (
+    ClientDisconnectedError,
+    DeadlineExceededError,
     EmptyInputError,
     InferenceError,
     InvalidInputError,
     ModelNotFoundError,
     NotReadyError,
+    OverloadedError,
     PayloadTooLargeError,
     ServiceError,
     WrongTaskError,
@@ -37,7 +40,10 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     InvalidInputError: (422, "validation"),
     InputTooLongError: (422, "input_too_long"),
     NotReadyError: (503, "not_ready"),
+    OverloadedError: (429, "overloaded"),
+    DeadlineExceededError: (504, "timeout"),
     InferenceError: (500, "backend"),
+    ClientDisconnectedError: (499, "client_closed"),
 }
 _OPENAI_TYPES = {
     400: "invalid_request_error",
@@ -83,8 +89,17 @@ def error_response(
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status, error_type = status_for(exc)
-    message = str(exc) if status < 500 or isinstance(exc, InferenceError) else _INTERNAL
-    return error_response(request, status, error_type, message)
+    message = (
+        str(exc) if status < 500 or isinstance(exc, InferenceError | DeadlineExceededError) else _INTERNAL
+    )
+    headers = None
+    if isinstance(exc, OverloadedError | DeadlineExceededError):
+        reason = exc.reason if isinstance(exc, OverloadedError) else "deadline"
+        model = getattr(request.state, "model", "")
+        request.app.state.metrics.rejections.labels(model, reason).inc()
+    if isinstance(exc, OverloadedError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    return error_response(request, status, error_type, message, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

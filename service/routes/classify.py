@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, Response
 
 from service.engine.model_engine import ClassifyOptions
@@ -12,6 +14,7 @@ from service.routes.common import (
     json_response,
     label_model,
     record_usage,
+    unless_disconnected,
     usage_headers,
 )
 
@@ -26,6 +29,7 @@ async def _classify(
     limits: LimitsDep,
     flatten_single: bool,
 ) -> Response:
+    started = time.perf_counter()
     texts = check_inputs(body.inputs, limits)
     engine = registry.get(body.model, "classify")
     label_model(request, engine.name)
@@ -35,12 +39,12 @@ async def _classify(
         truncate=body.truncate,
         direction=body.truncation_direction,
     )
-    result = await engine.classify(texts, options)
+    result = await unless_disconnected(request, engine.classify(texts, options))
     record_usage(metrics, engine.name, result.usage)
     ranked = [[{"label": label, "score": score} for label, score in row] for row in result.ranked]
     # TEI's /predict answers a single string with a flat list; /classify always nests.
     content = ranked[0] if flatten_single and isinstance(body.inputs, str) else ranked
-    return json_response(content, usage_headers(result.usage))
+    return json_response(content, usage_headers(result.usage, started))
 
 
 @router.post("/classify", response_model=list[list[LabelScore]], responses=ERROR_RESPONSES)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 
 from service.engine.model_engine import Usage
+from service.errors import ClientDisconnectedError
 from service.http.schemas import ErrorResponse
 from service.metrics import Metrics
+
+T = TypeVar("T")
 
 #: OpenAPI documentation of the error responses every inference route can give.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -19,7 +25,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         404: "Unknown model",
         413: "Too many inputs, characters or body bytes",
         422: "Invalid request, or an input over the token limit with truncate false",
+        429: "Queue full; retry after the Retry-After header's seconds",
         503: "Models still loading",
+        504: "Not served within the request deadline",
     }.items()
 }
 
@@ -30,19 +38,43 @@ def json_response(content: Any, headers: dict[str, str] | None = None) -> Respon
     return Response(body, media_type="application/json", headers=headers)
 
 
-def usage_headers(usage: Usage) -> dict[str, str]:
-    """Timing and cost headers of a served request."""
+def usage_headers(usage: Usage, started: float) -> dict[str, str]:
+    """Timing (ms) and cost headers of a served request; ``started`` is the handler's start."""
     return {
         "x-compute-tokens": str(usage.tokens),
         "x-tokenization-time": f"{usage.tokenize_s * 1000:.3f}",
+        "x-queue-time": f"{usage.queue_s * 1000:.3f}",
         "x-inference-time": f"{usage.inference_s * 1000:.3f}",
+        "x-total-time": f"{(time.perf_counter() - started) * 1000:.3f}",
     }
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it if the client disconnects first (its queued items are dropped)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.done() or task.cancelled():
+        raise ClientDisconnectedError("client disconnected")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body is already read, so the next message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def record_usage(metrics: Metrics, model: str, usage: Usage) -> None:
     """Observe a served request in the model-level metrics."""
     metrics.tokenization_duration.labels(model).observe(usage.tokenize_s)
     metrics.inference_duration.labels(model).observe(usage.inference_s)
+    metrics.queue_duration.labels(model).observe(usage.queue_s)
     histogram = metrics.input_tokens.labels(model)
     for tokens in usage.item_tokens:
         histogram.observe(tokens)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, Response
 
 from service.engine.model_engine import EmbedOptions
@@ -12,6 +14,7 @@ from service.routes.common import (
     json_response,
     label_model,
     record_usage,
+    unless_disconnected,
     usage_headers,
 )
 
@@ -27,6 +30,7 @@ async def embed(
     limits: LimitsDep,
 ) -> Response:
     """Embed one text or a list of texts; returns one vector per input, in input order."""
+    started = time.perf_counter()
     texts = check_inputs(body.inputs, limits)
     engine = registry.get(body.model, "embed")
     label_model(request, engine.name)
@@ -36,6 +40,6 @@ async def embed(
         direction=body.truncation_direction,
         dimensions=body.dimensions,
     )
-    result = await engine.embed(texts, options)
+    result = await unless_disconnected(request, engine.embed(texts, options))
     record_usage(metrics, engine.name, result.usage)
-    return json_response(result.vectors.tolist(), usage_headers(result.usage))
+    return json_response(result.vectors.tolist(), usage_headers(result.usage, started))

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import base64
+import time
 
 from fastapi import APIRouter, Request, Response
 
 from service.engine.model_engine import EmbedOptions
 from service.http.deps import LimitsDep, MetricsDep, RegistryDep
 from service.http.schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse, check_inputs
-from service.routes.common import json_response, label_model, record_usage, usage_headers
+from service.routes.common import (
+    json_response,
+    label_model,
+    record_usage,
+    unless_disconnected,
+    usage_headers,
+)
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -23,10 +30,11 @@ async def create_embeddings(
     limits: LimitsDep,
 ) -> Response:
     """Embed ``input``; vectors are L2-normalised, as OpenAI's are."""
+    started = time.perf_counter()
     texts = check_inputs(body.input, limits)
     engine = registry.get(body.model, "embed")
     label_model(request, engine.name)
-    result = await engine.embed(texts, EmbedOptions(dimensions=body.dimensions))
+    result = await unless_disconnected(request, engine.embed(texts, EmbedOptions(dimensions=body.dimensions)))
     record_usage(metrics, engine.name, result.usage)
     vectors = result.vectors
     data = [
@@ -48,4 +56,4 @@ async def create_embeddings(
         "model": engine.name,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
-    return json_response(content, usage_headers(result.usage))
+    return json_response(content, usage_headers(result.usage, started))

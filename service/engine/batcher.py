@@ -1,0 +1,121 @@
+"""The batcher: one thread per model that takes batches from the queue and runs them.
+
+Only this thread calls the model, so a backend never sees two batches at once. Items whose request was
+cancelled, failed or ran past its deadline are dropped here, before they reach the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.runtime import EncoderBackend
+from models.tokenization import TextTokenizer
+from service.engine.queue import BatchQueue, PendingRequest, WorkItem
+from service.errors import DeadlineExceededError, InferenceError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one model call did, for metrics."""
+
+    items: int
+    tokens: int
+    padded_tokens: int
+    seconds: float
+
+
+class Batcher:
+    """Runs the model on batches from ``queue`` until the queue is closed and drained."""
+
+    def __init__(
+        self,
+        name: str,
+        queue: BatchQueue,
+        tokenizer: TextTokenizer,
+        backend: EncoderBackend,
+        max_wait_s: float,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.queue = queue
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.max_wait_s = max_wait_s
+        self.on_batch = on_batch
+        self.model_calls = 0
+        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
+
+    def start(self) -> None:
+        """Start the batcher thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Close the queue, let the thread finish what is queued, and join it."""
+        self.queue.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while (batch := self.queue.take(self.max_wait_s)) is not None:
+            self.run_batch(batch)
+
+    def run_batch(self, batch: list[WorkItem]) -> None:
+        """Drop dead items, run the rest, and hand each row to its request."""
+        live = [item for item in batch if item.request.live]
+        for item in batch:
+            request = item.request
+            if not request.live and request.error is None and not request.abandoned:
+                _finish(request, DeadlineExceededError("deadline passed while queued"))
+        if not live:
+            return
+        inputs = self.tokenizer.collate([item.tokens for item in live])
+        started = time.perf_counter()
+        try:
+            rows = self.backend.forward(inputs)
+        except Exception:  # a failing batch must fail its requests, not the thread
+            logger.exception("model %s failed on a batch of %d inputs", self.name, len(live))
+            error = InferenceError(f"model {self.name!r} failed to run this batch")
+            for request in {id(i.request): i.request for i in live}.values():
+                _finish(request, error)
+            return
+        ended = time.perf_counter()
+        self.model_calls += 1
+        if self.on_batch is not None:
+            self.on_batch(
+                BatchStats(
+                    len(live),
+                    int(inputs.attention_mask.sum()),
+                    int(inputs.attention_mask.size),
+                    ended - started,
+                )
+            )
+        for item, row in zip(live, rows, strict=True):
+            _deliver(item, row, started, ended)
+
+
+def _deliver(item: WorkItem, row: np.ndarray, started: float, ended: float) -> None:
+    request = item.request
+    if request.error is not None:
+        return
+    if request.rows is None:
+        request.rows = np.empty((request.size, row.shape[0]), dtype=np.float32)
+        request.first_batch_at = started
+    request.rows[item.index] = row
+    request.last_batch_end = ended
+    request.remaining -= 1
+    if request.remaining == 0:
+        request.on_done(request)
+
+
+def _finish(request: PendingRequest, error: BaseException) -> None:
+    if request.error is None:
+        request.error = error
+        request.on_done(request)
