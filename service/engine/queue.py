@@ -138,6 +138,14 @@ class BatchQueue:
         waiting = sum(item.length for item in self._items)
         return len(self._items) >= self.limits.batch_items or waiting >= self.limits.batch_tokens
 
+    @staticmethod
+    def _dense(option: tuple[int, int, int], lengths: list[int], low: int) -> bool:
+        # A short item padded to over twice its length costs more here than in a later batch of
+        # its peers (on CPU, compute is proportional to padded tokens).
+        _, side, longest = option
+        shortest = lengths[low - 1] if side < 0 else lengths[low]
+        return 2 * shortest >= longest
+
     def _select(self) -> list[WorkItem]:
         """The oldest item plus the neighbours (by length) that add the least padding, in budget."""
         by_length = sorted(self._items, key=lambda item: (item.length, item.seq))
@@ -153,7 +161,9 @@ class BatchQueue:
                 options.append((longest - lengths[low - 1], -1, longest))
             if high + 1 < len(lengths):
                 options.append((size * (lengths[high + 1] - longest), 1, lengths[high + 1]))
-            fitting = [o for o in sorted(options) if (size + 1) * o[2] <= budget]
+            fitting = [
+                o for o in sorted(options) if (size + 1) * o[2] <= budget and self._dense(o, lengths, low)
+            ]
             if not fitting:
                 break
             _, side, longest = fitting[0]

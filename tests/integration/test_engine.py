@@ -1,0 +1,197 @@
+"""The batching engine through the HTTP API: merged batches, exact answers, cancellation, overload."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+
+from models.tokenization import ModelInputs
+from service.app import create_app
+from service.engine.model_engine import ModelEngine
+from service.settings import Settings
+from tests.integration.conftest import started_client
+from tests.reference import reference_embeddings
+
+pytestmark = pytest.mark.integration
+
+
+class GatedBackend:
+    """Wraps a real backend: records every batch, can hold batches at a gate, can fail on demand."""
+
+    def __init__(self, engine: ModelEngine) -> None:
+        self.inner = engine.backend
+        self.device, self.dtype = self.inner.device, self.inner.dtype
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.batches: list[list[list[int]]] = []
+        self.fail_marker: int | None = None
+        engine.backend = engine.batcher.backend = self
+
+    def forward(self, batch: ModelInputs) -> np.ndarray:
+        self.entered.set()
+        assert self.gate.wait(20), "test gate never opened"
+        rows = [
+            ids[mask == 1].tolist() for ids, mask in zip(batch.input_ids, batch.attention_mask, strict=True)
+        ]
+        self.batches.append(rows)
+        if self.fail_marker is not None and any(self.fail_marker in row for row in rows):
+            raise RuntimeError("CUDA error: secret internal detail")
+        return self.inner.forward(batch)
+
+
+def _engine(app: FastAPI, name: str = "tiny-embed") -> ModelEngine:
+    return app.state.registry.get(name, "embed")
+
+
+async def _drained(engine: ModelEngine) -> None:
+    for _ in range(200):
+        if engine.queue.depth == (0, 0, 0):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"queue did not drain: {engine.queue.depth}")
+
+
+async def test_concurrent_requests_share_batches_and_get_their_own_rows(
+    make_settings: Callable[..., Settings], tiny_embedder: Path
+) -> None:
+    app = create_app(make_settings())
+    texts = [f"request {i} says " + "hello " * (i % 9) for i in range(24)]
+    async for client in started_client(app):
+        gated = GatedBackend(_engine(app))
+        gated.gate.clear()  # hold the first batch so that the others queue up behind it
+        first = asyncio.ensure_future(client.post("/embed", json={"inputs": "warm"}))
+        await asyncio.to_thread(gated.entered.wait, 5)
+        pending = [asyncio.ensure_future(client.post("/embed", json={"inputs": t})) for t in texts]
+        for _ in range(100):
+            if _engine(app).queue.depth[1] == len(texts):
+                break
+            await asyncio.sleep(0.01)
+        gated.gate.set()
+        responses = await asyncio.gather(first, *pending)
+        assert all(r.status_code == 200 for r in responses)
+        got = np.array([r.json()[0] for r in responses[1:]])
+        np.testing.assert_allclose(got, reference_embeddings(tiny_embedder, texts), atol=2e-5)
+        assert len(gated.batches) < len(texts) / 4, f"{len(gated.batches)} model calls"
+        assert float(responses[1].headers["x-queue-time"]) > 0
+        await _drained(_engine(app))
+
+
+async def test_large_client_batch_is_split_and_reassembled(
+    make_settings: Callable[..., Settings], tiny_embedder: Path
+) -> None:
+    app = create_app(make_settings(max_batch_tokens=96, max_batch_requests=5))
+    texts = [" ".join(["word"] * (i % 13 + 1)) + f" {i}" for i in range(40)]
+    async for client in started_client(app):
+        gated = GatedBackend(_engine(app))
+        response = await client.post("/embed", json={"inputs": texts})
+        assert response.status_code == 200
+        np.testing.assert_allclose(response.json(), reference_embeddings(tiny_embedder, texts), atol=2e-5)
+        assert len(gated.batches) >= 8
+        for batch in gated.batches:
+            assert len(batch) <= 5
+            assert len(batch) * max(len(row) for row in batch) <= 96
+
+
+async def test_cancelled_client_never_reaches_the_model(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings())
+    async for client in started_client(app):
+        engine = _engine(app)
+        gated = GatedBackend(engine)
+        gated.gate.clear()
+        blocker = asyncio.ensure_future(client.post("/embed", json={"inputs": "first"}))
+        await asyncio.to_thread(gated.entered.wait, 5)
+        doomed = asyncio.ensure_future(client.post("/embed", json={"inputs": "zebra zebra zebra"}))
+        for _ in range(100):
+            if engine.queue.depth[1] == 1:
+                break
+            await asyncio.sleep(0.01)
+        doomed.cancel()
+        await asyncio.sleep(0.05)
+        gated.gate.set()
+        assert (await blocker).status_code == 200
+        assert (await client.post("/embed", json={"inputs": "after"})).status_code == 200
+        zebra = engine.tokenizer.encode(["zebra"], truncate=True)[0].ids[1]
+        assert not any(zebra in row for batch in gated.batches for row in batch)
+        await _drained(engine)
+
+
+async def test_overload_gets_429_with_retry_after(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(max_concurrent_requests=3))
+    async for client in started_client(app):
+        engine = _engine(app)
+        gated = GatedBackend(engine)
+        gated.gate.clear()
+        tasks = [asyncio.ensure_future(client.post("/embed", json={"inputs": f"t{i}"})) for i in range(3)]
+        for _ in range(100):
+            if engine.queue.depth[0] == 3:
+                break
+            await asyncio.sleep(0.01)
+        rejected = await client.post("/embed", json={"inputs": "one too many"})
+        assert rejected.status_code == 429
+        assert rejected.headers["retry-after"] == "1"
+        assert rejected.json()["error_type"] == "overloaded"
+        gated.gate.set()
+        assert [r.status_code for r in await asyncio.gather(*tasks)] == [200, 200, 200]
+        await _drained(engine)
+        metrics = (await client.get("/metrics")).text
+        assert 'bertserve_rejections_total{model="tiny-embed",reason="queue_requests"} 1.0' in metrics
+
+
+async def test_token_bound_gets_429(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(max_queue_tokens=100))
+    async for client in started_client(app):
+        engine = _engine(app)
+        gated = GatedBackend(engine)
+        gated.gate.clear()
+        first = asyncio.ensure_future(client.post("/embed", json={"inputs": "held in the model"}))
+        await asyncio.to_thread(gated.entered.wait, 5)
+        queued = asyncio.ensure_future(client.post("/embed", json={"inputs": ["a b c d e"] * 8}))
+        for _ in range(100):
+            if engine.queue.depth[1] == 8:
+                break
+            await asyncio.sleep(0.01)
+        rejected = await client.post("/embed", json={"inputs": ["f g h i j"] * 8})
+        assert rejected.status_code == 429
+        gated.gate.set()
+        assert (await first).status_code == (await queued).status_code == 200
+        await _drained(engine)
+
+
+async def test_deadline_gives_504_and_queue_drains(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(request_timeout_s=0.3))
+    async for client in started_client(app):
+        engine = _engine(app)
+        gated = GatedBackend(engine)
+        gated.gate.clear()
+        responses = asyncio.gather(*(client.post("/embed", json={"inputs": f"slow {i}"}) for i in range(4)))
+        await asyncio.sleep(0.6)
+        gated.gate.set()
+        statuses = [r.status_code for r in await responses]
+        assert statuses == [504] * 4
+        assert (await client.post("/embed", json={"inputs": "on time"})).status_code == 200
+        await _drained(engine)
+        # only the batch already inside the model ran; the expired ones were dropped before it
+        assert len(gated.batches) <= 2
+
+
+async def test_failing_batch_answers_500_without_internals(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings())
+    async for client in started_client(app):
+        engine = _engine(app)
+        gated = GatedBackend(engine)
+        gated.fail_marker = engine.tokenizer.encode(["explode"], truncate=True)[0].ids[1]
+        failed = await client.post("/embed", json={"inputs": ["fine", "explode"]})
+        assert failed.status_code == 500
+        assert failed.json()["error_type"] == "backend"
+        assert "secret" not in failed.text
+        assert "CUDA" not in failed.text
+        assert (await client.post("/embed", json={"inputs": "fine again"})).status_code == 200
+        await _drained(engine)
