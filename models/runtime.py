@@ -66,9 +66,8 @@ class TorchBackend:
         self.description = description
         self.device = resolve_device(device)
         self.dtype = dtype
-        self.model = _load_module(description, self.device, _TORCH_DTYPES[dtype])
-        parameters = inspect.signature(self.model.forward).parameters
-        self._uses_token_types = "token_type_ids" in parameters
+        self.model = load_module(description, self.device, _TORCH_DTYPES[dtype])
+        self._uses_token_types = takes_token_types(self.model)
 
     def forward(self, batch: ModelInputs) -> np.ndarray:
         """Run the model on ``batch`` under ``torch.inference_mode``."""
@@ -86,7 +85,13 @@ class TorchBackend:
             return rows.float().cpu().numpy()
 
 
-def _load_module(description: ModelDescription, device: str, dtype: torch.dtype) -> torch.nn.Module:
+def takes_token_types(model: torch.nn.Module) -> bool:
+    """Whether the model's forward accepts ``token_type_ids`` (DistilBERT does not)."""
+    return "token_type_ids" in inspect.signature(model.forward).parameters
+
+
+def load_module(description: ModelDescription, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    """Load the model's weights (safetensors, no remote code) in eval mode on ``device``."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     loader = AutoModelForSequenceClassification if description.task == "classify" else AutoModel

@@ -91,7 +91,7 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
                 "fingerprint": description.fingerprint,
                 "task": description.task,
                 "variant": (description.variant or {}).get("recipe", "base"),
-                "runtime": "torch",
+                "runtime": loaded.runtime,
                 "device": loaded.device,
                 "dtype": loaded.spec.dtype,
             }

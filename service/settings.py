@@ -39,6 +39,11 @@ class ModelSpec(BaseModel):
     task: TaskSetting = Field("auto", description="embed, classify, or auto (from config.json).")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="Weights dtype.")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="torch (CPU/CUDA, any dtype) or onnx (ONNX Runtime, CPU float32); auto picks onnx "
+        "for float32 on CPU when onnxruntime is installed, else torch.",
+    )
     pooling: PoolingSetting = Field(
         "auto", description="mean or cls; auto reads 1_Pooling/config.json, else cls."
     )

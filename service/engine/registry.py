@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 from models import defaults
 from models.errors import ModelError, ModelLoadError
 from models.loading import ModelDescription, describe_model, resolve_source
-from models.runtime import TorchBackend
+from models.onnx_backend import OnnxBackend, onnx_available
+from models.runtime import EncoderBackend, TorchBackend, resolve_device
 from models.tokenization import TextTokenizer
 from service.engine.batcher import BatchStats
 from service.engine.model_engine import EngineConfig, ModelEngine
@@ -31,6 +33,7 @@ class LoadedModel:
     spec: ModelSpec
     engine: ModelEngine
     device: str
+    runtime: str
     load_seconds: float
 
 
@@ -91,7 +94,7 @@ class ModelRegistry:
         started = time.perf_counter()
         description = self._describe(spec, progress=True)
         tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
-        backend = TorchBackend(description, spec.device, spec.dtype)
+        backend, runtime = self._backend(spec, description)
         engine = ModelEngine(
             spec.name,
             description,
@@ -106,14 +109,27 @@ class ModelRegistry:
         engine.start()
         seconds = time.perf_counter() - started
         logger.info(
-            "model %s loaded (%s, %s on %s) in %.1f s",
+            "model %s loaded (%s, %s %s on %s) in %.1f s",
             spec.name,
             description.task,
+            runtime,
             spec.dtype,
             backend.device,
             seconds,
         )
-        return LoadedModel(spec, engine, backend.device, seconds)
+        return LoadedModel(spec, engine, backend.device, runtime, seconds)
+
+    def _backend(self, spec: ModelSpec, description: ModelDescription) -> tuple[EncoderBackend, str]:
+        runtime = spec.runtime
+        if runtime == "auto":
+            on_cpu = resolve_device(spec.device) == "cpu"
+            runtime = "onnx" if on_cpu and spec.dtype == "float32" and onnx_available() else "torch"
+        if runtime == "onnx":
+            if spec.dtype != "float32" or resolve_device(spec.device) != "cpu":
+                raise ModelLoadError(f"model {spec.name!r}: the onnx runtime serves float32 on CPU only")
+            threads = self._settings.threads or os.cpu_count() or 1
+            return OnnxBackend(description, self._settings.home / "onnx", threads), runtime
+        return TorchBackend(description, spec.device, spec.dtype), runtime
 
     def _engine_config(self) -> EngineConfig:
         settings = self._settings

@@ -128,6 +128,7 @@ class ModelInfo(BaseModel):
     model_type: str
     device: str
     dtype: str
+    runtime: str
     max_input_tokens: int
     pooling: str | None
     hidden_size: int

@@ -44,6 +44,7 @@ async def info(registry: RegistryDep) -> InfoResponse:
             model_type=loaded.engine.description.model_type,
             device=loaded.device,
             dtype=loaded.spec.dtype,
+            runtime=loaded.runtime,
             max_input_tokens=loaded.engine.description.max_input_tokens,
             pooling=loaded.engine.description.pooling if loaded.engine.task == "embed" else None,
             hidden_size=loaded.engine.description.hidden_size,

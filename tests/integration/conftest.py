@@ -17,17 +17,23 @@ from service.settings import Settings
 AppFactory = Callable[..., FastAPI]
 
 
+@pytest.fixture(scope="session")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data directory for the session, so each tiny model is exported to ONNX once."""
+    return tmp_path_factory.mktemp("home")
+
+
 @pytest.fixture
-def make_settings(tiny_embedder: Path, tiny_classifier: Path, tmp_path: Path) -> Callable[..., Settings]:
+def make_settings(tiny_embedder: Path, tiny_classifier: Path, shared_home: Path) -> Callable[..., Settings]:
     """Settings serving the tiny embedder ("tiny-embed") and classifier ("tiny-classify")."""
 
-    def make(**overrides: Any) -> Settings:
+    def make(runtime: str = "auto", **overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "models": [
-                {"name": "tiny-embed", "source": str(tiny_embedder)},
-                {"name": "tiny-classify", "source": str(tiny_classifier)},
+                {"name": "tiny-embed", "source": str(tiny_embedder), "runtime": runtime},
+                {"name": "tiny-classify", "source": str(tiny_classifier), "runtime": runtime},
             ],
-            "home": tmp_path,
+            "home": shared_home,
             "threads": 1,
         }
         values.update(overrides)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from service.app import create_app
+from service.settings import Settings
+from tests.integration.conftest import started_client
 from tests.reference import reference_embeddings
 
 pytestmark = pytest.mark.integration
@@ -68,3 +72,20 @@ async def test_truncation_directions(client: httpx.AsyncClient) -> None:
 async def test_model_selected_by_name(client: httpx.AsyncClient) -> None:
     response = await client.post("/embed", json={"inputs": "x", "model": "tiny-embed"})
     assert response.status_code == 200
+
+
+async def test_torch_and_onnx_runtimes_agree(make_settings: Callable[..., Settings]) -> None:
+    answers = {}
+    for runtime in ("torch", "onnx"):
+        app = create_app(make_settings(runtime=runtime))
+        async for client in started_client(app):
+            info = (await client.get("/info")).json()
+            assert {m["runtime"] for m in info["models"]} == {runtime}
+            embedded = (await client.post("/embed", json={"inputs": TEXTS})).json()
+            classified = (await client.post("/classify", json={"inputs": TEXTS, "raw_scores": True})).json()
+            answers[runtime] = (np.array(embedded), classified)
+    torch_rows, onnx_rows = answers["torch"][0], answers["onnx"][0]
+    assert (torch_rows * onnx_rows).sum(axis=1).min() >= 0.9999
+    for ours, theirs in zip(answers["torch"][1], answers["onnx"][1], strict=True):
+        assert [x["label"] for x in ours] == [x["label"] for x in theirs]
+        np.testing.assert_allclose([x["score"] for x in ours], [x["score"] for x in theirs], atol=1e-4)

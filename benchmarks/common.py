@@ -1,0 +1,182 @@
+"""Shared benchmark pieces: real sentences, server processes, an async load generator, tables."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from models.data import default_home, load_sts
+
+
+def real_sentences(count: int, min_words: int = 5, max_words: int = 60, seed: int = 0) -> list[str]:
+    """Distinct STS-B sentences of ``min_words`` to ``max_words`` words, shuffled with ``seed``."""
+    seen: dict[str, None] = {}
+    for split in ("train", "dev", "test"):
+        for pair in load_sts(split, default_home()):
+            for text in (pair.sentence1, pair.sentence2):
+                if min_words <= len(text.split()) <= max_words:
+                    seen.setdefault(text)
+    sentences = list(seen)
+    np.random.default_rng(seed).shuffle(sentences)
+    return sentences[:count]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """A server process started by a benchmark."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        """SIGTERM and wait (SIGKILL after 30 s)."""
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_process(
+    name: str,
+    argv: list[str],
+    port: int,
+    ready_path: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
+) -> Process:
+    """Start ``argv`` and wait until ``GET ready_path`` answers 200."""
+    log = open(f"/tmp/bench-{name}.log", "wb")  # noqa: SIM115 (the process owns it)
+    process = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited; see /tmp/bench-{name}.log")
+        try:
+            if httpx.get(url + ready_path, timeout=2).status_code == 200:
+                return Process(name, url, process)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"{name} not ready in {timeout} s")
+
+
+def start_bertserve(source: str, extra: Sequence[str] = ()) -> Process:
+    """bertserve serving one embedder, named ``minilm``."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "service",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        f"minilm={source}",
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+    return start_process("bertserve", argv, port, "/ready")
+
+
+@dataclass
+class LoadResult:
+    """What one load run measured."""
+
+    requests: int
+    sentences: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rps(self) -> float:
+        """Successful requests per second."""
+        return (self.requests - self.errors) / self.seconds
+
+    @property
+    def sps(self) -> float:
+        """Sentences per second (successful requests only)."""
+        return self.sentences / self.seconds
+
+    def percentile(self, q: float) -> float:
+        """Latency percentile in ms."""
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+async def run_load(
+    url: str,
+    path: str,
+    make_body: object,
+    sentences: list[str],
+    concurrency: int,
+    per_request: int,
+    max_requests: int,
+    max_seconds: float,
+) -> LoadResult:
+    """``concurrency`` clients send requests of ``per_request`` sentences until a bound is hit."""
+    assert callable(make_body)
+    counter = 0
+    done_sentences = errors = 0
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        started = time.perf_counter()
+        stop_at = started + max_seconds
+
+        async def worker() -> None:
+            nonlocal counter, done_sentences, errors
+            while counter < max_requests and time.perf_counter() < stop_at:
+                offset = (counter * per_request) % (len(sentences) - per_request)
+                counter += 1
+                batch = sentences[offset : offset + per_request]
+                sent = time.perf_counter()
+                response = await client.post(path, json=make_body(batch))
+                latencies.append((time.perf_counter() - sent) * 1000)
+                if response.status_code == 200:
+                    done_sentences += len(batch)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    return LoadResult(len(latencies), done_sentences, errors, seconds, latencies)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print a Markdown table."""
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "---|" * len(headers))
+    for row in rows:
+        print("| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row) + " |")
+    sys.stdout.flush()
