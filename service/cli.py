@@ -137,7 +137,9 @@ def _finetune(args: argparse.Namespace) -> int:
     if args.max_train_examples is not None:
         config = replace(config, max_train_examples=args.max_train_examples)
     out = args.out or defaults.classifier_path(home)
-    result = finetune_classifier(defaults.minilm_path(), out, home, config, progress=not args.no_progress)
+    result = finetune_classifier(
+        defaults.minilm_path(), out, home, config, progress=not args.no_progress, overwrite=True
+    )
     print(
         json.dumps(
             {
