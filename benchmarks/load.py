@@ -1,6 +1,6 @@
 """Served throughput and latency of bertserve (and Infinity, side by side) against an in-process baseline.
 
-    python -m benchmarks.load [--infinity] [--sweep] [--seconds 15]
+    python -m benchmarks.load [--infinity] [--sweep] [--seconds 15] [--runtime auto|torch|onnx]
 
 All servers run on loopback, one at a time, with the same real STS-B sentences (5-60 words); every load
 point is bounded in requests and seconds. Ratios are measured in this one run.
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +26,15 @@ from benchmarks.common import (
     print_table,
     real_sentences,
     run_load,
+    run_wrk,
     start_bertserve,
     start_process,
 )
+from models.data import default_home
 from models.defaults import minilm_path
 from models.loading import describe_model
-from models.runtime import TorchBackend
+from models.onnx_backend import OnnxBackend
+from models.runtime import EncoderBackend, TorchBackend
 from models.tokenization import TextTokenizer
 
 #: This machine kind: ~180 GFLOP/s float32 on 2 threads; all-MiniLM-L6-v2: ~21.5 MFLOP per token.
@@ -38,12 +43,17 @@ MODEL_FLOPS_PER_TOKEN = 21.5e6
 INFINITY = Path("~/.cache/peers/infinity/bin/infinity_emb").expanduser()
 
 
-def in_process_baseline(sentences: list[str]) -> tuple[list[tuple[int, float]], float, float]:
+def in_process_baseline(sentences: list[str], runtime: str) -> tuple[list[tuple[int, float]], float, float]:
     """Sentences/s per batch size (length-sorted batches), p50 ms of one sentence, mean tokens."""
-    torch.set_num_threads(os.cpu_count() or 1)
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
     description = describe_model(minilm_path())
     tokenizer = TextTokenizer.from_folder(minilm_path(), description.max_input_tokens)
-    backend = TorchBackend(description, "cpu", "float32")
+    backend: EncoderBackend = (
+        OnnxBackend(description, default_home() / "onnx", threads)
+        if runtime == "onnx"
+        else TorchBackend(description, "cpu", "float32")
+    )
     items = sorted(tokenizer.encode(sentences, truncate=True), key=lambda item: item.tokens)
     backend.forward(tokenizer.collate(items[:8]))
     rates = []
@@ -93,41 +103,22 @@ def _openai_body(batch: list[str]) -> dict[str, object]:
 
 
 def load_point(
-    server: Process, sentences: list[str], concurrency: int, per_request: int, seconds: float
+    server: Process, client: str, sentences: list[str], concurrency: int, per_request: int, seconds: float
 ) -> LoadResult:
-    """One bounded load run against ``server``."""
+    """One bounded closed-loop load run against ``server`` from the ``httpx`` or ``wrk`` client."""
     path, body = ("/embed", _tei_body) if server.name == "bertserve" else ("/embeddings", _openai_body)
-    return asyncio.run(
-        run_load(
-            server.url,
-            path,
-            body,
-            sentences,
-            concurrency,
-            per_request,
-            max_requests=20_000,
-            max_seconds=seconds,
-        )
-    )
-
-
-def _row(label: str, c: int, n: int, result: LoadResult, limit: float) -> list[object]:
-    return [
-        label,
-        c,
-        n,
-        result.rps,
-        result.sps,
-        result.percentile(50),
-        result.percentile(95),
-        result.percentile(99),
-        result.errors,
-        f"{result.sps / limit:.0%}",
-    ]
+    if client == "wrk":
+        bodies = [
+            json.dumps(body(sentences[i : i + per_request]))
+            for i in range(0, min(len(sentences), 512 * per_request), per_request)
+        ]
+        return run_wrk(server.url, path, bodies, per_request, concurrency, seconds)
+    return asyncio.run(run_load(server.url, path, body, sentences, concurrency, per_request, 20_000, seconds))
 
 
 HEADERS = [
     "server",
+    "client",
     "concurrency",
     "sentences/req",
     "req/s",
@@ -138,70 +129,105 @@ HEADERS = [
     "errors",
     "of compute limit",
 ]
+#: (client, concurrency, sentences per request); httpx is the required generator, wrk costs ~no CPU.
+POINTS = [("httpx", c, n) for n in (1, 32) for c in (1, 16, 64)] + [
+    ("wrk", 1, 1),
+    ("wrk", 16, 1),
+    ("wrk", 64, 1),
+    ("wrk", 64, 32),
+]
+
+
+def measure(
+    name: str, start: Callable[[], Process], sentences: list[str], seconds: float, limit: float
+) -> dict[tuple[str, int, int], LoadResult]:
+    """Every load point against one freshly started server; prints one row per point."""
+    results = {}
+    server = start()
+    try:
+        for client, c, n in POINTS:
+            result = load_point(server, client, sentences, c, n, seconds)
+            results[client, c, n] = result
+            print_table(
+                HEADERS,
+                [
+                    [
+                        name,
+                        client,
+                        c,
+                        n,
+                        result.rps,
+                        result.sps,
+                        result.p50,
+                        result.p95,
+                        result.p99,
+                        result.errors,
+                        f"{result.sps / limit:.0%}",
+                    ]
+                ],
+                header=False,
+            )
+    finally:
+        server.stop()
+    return results
 
 
 def main() -> None:
     """Run the benchmark and print its tables."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=15.0, help="per load point")
-    parser.add_argument("--infinity", action="store_true", help="also measure Infinity (torch)")
+    parser.add_argument("--infinity", action="store_true", help="also measure Infinity (torch engine)")
+    parser.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"])
     parser.add_argument("--sweep", action="store_true", help="sweep max_batch_tokens")
     args = parser.parse_args()
     sentences = real_sentences(2000)
-    rates, single_ms, mean_tokens = in_process_baseline(sentences[:512])
+    backend = "torch" if args.runtime == "torch" else "onnx"
+    rates, single_ms, mean_tokens = in_process_baseline(sentences[:512], backend)
     limit = MACHINE_FLOPS / (MODEL_FLOPS_PER_TOKEN * mean_tokens)
     best = max(rate for _, rate in rates)
     print(f"\nsentences: {len(sentences)}, mean tokens {mean_tokens:.1f}, compute limit {limit:.0f}/s")
-    print_table(["in-process batch size", "sentences/s"], [[b, r] for b, r in rates])
+    print_table([f"in-process {backend} batch size", "sentences/s"], [[b, r] for b, r in rates])
     print(f"direct single-sentence call p50: {single_ms:.2f} ms\n")
-    points = [(1, 1), (16, 1), (64, 1), (1, 32), (16, 32), (64, 32)]
-    servers = [("bertserve", lambda: start_bertserve("builtin:all-minilm-l6-v2"))]
-    if args.infinity:
-        servers.append(("infinity", start_infinity))
-    results: dict[tuple[str, int, int], LoadResult] = {}
-    rows = []
-    for name, start in servers:
-        server = start()
-        try:
-            for c, n in points:
-                results[name, c, n] = load_point(server, sentences, c, n, args.seconds)
-                rows.append(_row(name, c, n, results[name, c, n], limit))
-        finally:
-            server.stop()
-    print_table(HEADERS, rows)
-    ours = results["bertserve", 64, 1]
-    print(
-        f"\nbertserve c64x1: {ours.sps:.1f} sentences/s = {ours.sps / best:.0%} of the best in-process "
-        f"batch ({best:.1f}/s), {ours.sps / limit:.0%} of the compute limit; c1 p50 "
-        f"{results['bertserve', 1, 1].percentile(50):.2f} ms vs direct {single_ms:.2f} ms "
-        f"({results['bertserve', 1, 1].percentile(50) / single_ms:.2f}x)"
+    print_table(HEADERS, [])
+    ours = measure(
+        "bertserve",
+        lambda: start_bertserve(f"builtin:all-minilm-l6-v2,runtime={args.runtime}"),
+        sentences,
+        args.seconds,
+        limit,
     )
-    if args.infinity:
-        theirs = results["infinity", 64, 1]
-        print(f"infinity c64x1: {theirs.rps:.1f} req/s; bertserve/infinity = {ours.rps / theirs.rps:.2f}x")
+    theirs = measure("infinity", start_infinity, sentences, args.seconds, limit) if args.infinity else {}
+    print()
+    for client in ("httpx", "wrk"):
+        served = ours[client, 64, 1]
+        line = (
+            f"{client}: bertserve c64x1 {served.sps:.1f}/s = {served.sps / best:.0%} of the best "
+            f"in-process batch ({best:.1f}/s), {served.sps / limit:.0%} of the compute limit; "
+            f"c1 p50 {ours[client, 1, 1].p50:.2f} ms = {ours[client, 1, 1].p50 / single_ms:.2f}x direct"
+        )
+        if theirs:
+            peer = theirs[client, 64, 1].rps
+            line += f"; infinity c64x1 {peer:.1f} req/s, bertserve/infinity {served.rps / peer:.2f}x"
+        print(line)
     if args.sweep:
         sweep(sentences, limit, args.seconds)
 
 
 def sweep(sentences: list[str], limit: float, seconds: float) -> None:
-    """max_batch_tokens x concurrency, single sentences and 32-sentence requests."""
-    rows = []
-    for budget in (512, 1024, 2048, 4096, 8192):
+    """max_batch_tokens x concurrency, from wrk (so the client does not cap the server)."""
+    print("\nmax_batch_tokens sweep (max_batch_requests 256, wrk client)")
+    headers = ["max_batch_tokens", "concurrency", "sentences/req", "req/s", "sentences/s", "p50 ms", "p99 ms"]
+    print_table(headers, [])
+    for budget in (256, 512, 1024, 2048, 4096, 8192):
         server = start_bertserve(
             "builtin:all-minilm-l6-v2", ["--max-batch-tokens", str(budget), "--max-batch-requests", "256"]
         )
         try:
             for c, n in ((16, 1), (64, 1), (16, 32)):
-                rows.append(
-                    [
-                        budget,
-                        *_row("bertserve", c, n, load_point(server, sentences, c, n, seconds), limit)[1:],
-                    ]
-                )
+                r = load_point(server, "wrk", sentences, c, n, seconds)
+                print_table(headers, [[budget, c, n, r.rps, r.sps, r.p50, r.p99]], header=False)
         finally:
             server.stop()
-    print("\nmax_batch_tokens sweep (max_batch_requests 256)")
-    print_table(["max_batch_tokens", *HEADERS[1:]], rows)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""FastAPI dependencies: typed access to the objects ``create_app`` puts on ``app.state``."""
+"""FastAPI dependencies: typed access to the objects ``create_app`` puts on ``app.state``.
+
+All are ``async def``: FastAPI runs plain ``def`` dependencies in a worker thread, a hop per request.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +15,25 @@ from service.metrics import Metrics
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     """The app's model registry."""
     registry: ModelRegistry = request.app.state.registry
     return registry
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     """The app's metrics."""
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> InputLimits:
+async def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> InputLimits:
     """Per-request input limits."""
     return InputLimits(settings.max_client_batch_size, settings.max_input_chars)
 
