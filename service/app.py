@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -71,7 +73,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
 
 async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: FatalHandler | None) -> None:
     try:
-        await asyncio.to_thread(registry.load_all)
+        await _in_daemon_thread(registry.load_all)
     except Exception as exc:  # any failure here must surface, not die silently in a task
         reason = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
         registry.failure = registry.failure or reason
@@ -102,3 +104,30 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
 
 def _depth(queue: BatchQueue, field: int) -> float:
     return float(queue.depth[field])
+
+
+async def _in_daemon_thread(work: Callable[[], None]) -> None:
+    """Run ``work`` on a daemon thread: a shutdown during a long first-start build must not wait for it."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(None)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            work()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            error = exc
+        # RuntimeError: the loop closed meanwhile, so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="model-loader", daemon=True).start()
+    await done

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0, description="Intra-op threads for inference; 0 means one per CPU core.")
     tokenizer_workers: int = Field(2, ge=1, description="Threads that tokenize requests off the event loop.")
     max_batch_tokens: int = Field(
-        2048,
+        512,
         ge=16,
         description="Padded tokens (items x longest) per model batch. Larger batches use the CPU "
         "better up to a point, then only add latency; see benchmarks/RESULTS.md.",
