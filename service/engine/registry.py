@@ -139,7 +139,9 @@ class ModelRegistry:
             batch_tokens=settings.max_batch_tokens,
             batch_items=settings.max_batch_requests,
         )
-        return EngineConfig(limits, settings.max_wait_ms / 1000, settings.request_timeout_s)
+        return EngineConfig(
+            limits, settings.max_wait_ms / 1000, settings.request_timeout_s, settings.inline_tokenize_chars
+        )
 
     def _batch_observer(self, model: str) -> Callable[[BatchStats], None] | None:
         metrics = self._metrics
