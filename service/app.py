@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from models.errors import ModelError
 from service import __version__
+from service.cache.factory import build_cache
 from service.engine.queue import BatchQueue
 from service.engine.registry import ModelRegistry
 from service.http.errors import install_error_handlers
@@ -38,19 +39,26 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     """
     metrics = Metrics()
     tokenize_pool = ThreadPoolExecutor(settings.tokenizer_workers, thread_name_prefix="tokenize")
-    registry = ModelRegistry(settings, tokenize_pool, metrics)
+    cache = build_cache(settings, metrics)
+    registry = ModelRegistry(settings, tokenize_pool, metrics, cache)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.threads or os.cpu_count() or 1)
         # Fast checks first: a missing or malformed model folder stops start-up right here.
         await asyncio.to_thread(registry.validate)
+        if cache is not None and cache.redis is not None and not await cache.redis.ping():
+            logger.warning(
+                "redis cache tier at %s is down at start-up; serving without it", settings.redis_url
+            )
         loader = asyncio.create_task(_load_models(registry, metrics, on_fatal))
         try:
             yield
         finally:
             if loader.done():
                 registry.close()
+            if cache is not None:
+                await cache.close()
             tokenize_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(

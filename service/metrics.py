@@ -102,6 +102,26 @@ class Metrics:
         self.truncated_inputs = Counter(
             f"{PREFIX}_truncated_inputs", "Inputs cut to the model's token limit", ["model"], registry=r
         )
+        self.cache_hits = Counter(f"{PREFIX}_cache_hits", "Cache hits by tier", ["tier"], registry=r)
+        self.cache_misses = Counter(f"{PREFIX}_cache_misses", "Cache misses by tier", ["tier"], registry=r)
+        self.cache_errors = Counter(
+            f"{PREFIX}_cache_errors", "Cache tier errors (Redis down or slow)", ["tier"], registry=r
+        )
+        self.cache_bytes = Gauge(f"{PREFIX}_cache_bytes", "Bytes held by the in-process cache", registry=r)
+        self.cache_entries = Gauge(
+            f"{PREFIX}_cache_entries", "Entries held by the in-process cache", registry=r
+        )
+        self.cache_joins = Counter(
+            f"{PREFIX}_cache_inflight_joins",
+            "Texts served by joining an identical in-flight computation",
+            registry=r,
+        )
+        self.redis_roundtrip = Histogram(
+            f"{PREFIX}_redis_roundtrip_seconds",
+            "Redis MGET / pipelined SET round trips",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.model_load_seconds = Gauge(
             f"{PREFIX}_model_load_seconds", "Seconds taken to load and warm up a model", ["model"], registry=r
         )

@@ -114,6 +114,29 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Request body bytes at most; more gets 413."
     )
+    cache: Literal["none", "memory", "redis", "memory+redis"] = Field(
+        "memory",
+        description="Result cache tiers: none, memory (in-process LRU), redis (shared by replicas), or "
+        "memory+redis. A request skips lookups with Cache-Control: no-cache, and the cache entirely "
+        "with Cache-Control: no-store.",
+    )
+    cache_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=0, description="In-process cache size bound in bytes (values + overhead)."
+    )
+    cache_max_entries: int = Field(1_000_000, ge=1, description="In-process cache entries at most.")
+    cache_ttl_s: float = Field(0.0, ge=0, description="In-process cache TTL in seconds; 0: none.")
+    cache_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="How cached rows are stored; float16 halves memory (about 1e-3 error)."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the redis cache tier.")
+    redis_prefix: str = Field("bertserve:", description="Prefix of every Redis key bertserve writes.")
+    redis_timeout_ms: float = Field(
+        50.0, gt=0, description="Timeout of one Redis call; past it the request computes instead."
+    )
+    redis_ttl_s: int = Field(86_400, ge=0, description="TTL of Redis entries in seconds; 0: none.")
+    redis_backoff_s: float = Field(
+        5.0, gt=0, description="After a Redis error, how long to compute without Redis before retrying."
+    )
     warmup: bool = Field(True, description="Run one batch per model before reporting ready.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 

@@ -12,17 +12,22 @@ from typing import Literal
 
 import numpy as np
 
+from models.errors import InputTooLongError
 from models.loading import ModelDescription
 from models.postprocess import finish_embeddings, rank_labels, softmax
 from models.runtime import EncoderBackend
 from models.tokenization import TextTokenizer
 from service.engine.batcher import Batcher, BatchStats
+from service.engine.cached import CachedRows
 from service.engine.queue import BatchQueue, PendingRequest, QueueLimits
+from service.engine.usage import Usage
 from service.errors import DeadlineExceededError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
 Direction = Literal["right", "left"]
+#: use: look up and store; refresh: compute and store (Cache-Control: no-cache); bypass: neither (no-store).
+CachePolicy = Literal["use", "refresh", "bypass"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class EmbedOptions:
     truncate: bool = True
     direction: Direction = "right"
     dimensions: int | None = None
+    cache: CachePolicy = "use"
 
 
 @dataclass(frozen=True)
@@ -43,22 +49,7 @@ class ClassifyOptions:
     top_k: int | None = None
     truncate: bool = True
     direction: Direction = "right"
-
-
-@dataclass
-class Usage:
-    """What a request cost, for usage fields, headers and metrics."""
-
-    item_tokens: list[int] = field(default_factory=list)
-    truncated: int = 0
-    tokenize_s: float = 0.0
-    queue_s: float = 0.0
-    inference_s: float = 0.0
-
-    @property
-    def tokens(self) -> int:
-        """Tokens computed for the request."""
-        return sum(self.item_tokens)
+    cache: CachePolicy = "use"
 
 
 @dataclass
@@ -103,6 +94,7 @@ class ModelEngine:
         config: EngineConfig,
         tokenize_pool: Executor,
         on_batch: Callable[[BatchStats], None] | None = None,
+        cached: CachedRows | None = None,
     ) -> None:
         self.name = name
         self.description = description
@@ -110,6 +102,7 @@ class ModelEngine:
         self.backend = backend
         self.config = config
         self._tokenize_pool = tokenize_pool
+        self.cached = cached
         self.queue = BatchQueue(config.queue)
         self.batcher = Batcher(name, self.queue, tokenizer, backend, config.max_wait_s, on_batch)
 
@@ -127,14 +120,31 @@ class ModelEngine:
         dims = options.dimensions
         if dims is not None and dims > self.description.hidden_size:
             raise InvalidInputError(f"dimensions {dims} exceeds the model's {self.description.hidden_size}")
-        rows, usage = await self._run(texts, options.truncate, options.direction)
+        rows, usage = await self._rows(texts, options.truncate, options.direction, options.cache)
         return EmbedResult(finish_embeddings(rows, options.normalize, dims), usage)
 
     async def classify(self, texts: list[str], options: ClassifyOptions) -> ClassifyResult:
         """Classify ``texts``; scores are softmax probabilities unless ``raw_scores``."""
-        rows, usage = await self._run(texts, options.truncate, options.direction)
+        rows, usage = await self._rows(texts, options.truncate, options.direction, options.cache)
         scores = rows if options.raw_scores else softmax(rows)
         return ClassifyResult(rank_labels(scores, self.description.labels, options.top_k), usage)
+
+    async def _rows(
+        self, texts: list[str], truncate: bool, direction: Direction, policy: CachePolicy
+    ) -> tuple[np.ndarray, Usage]:
+        """Model rows for ``texts``, through the cache unless the policy says otherwise."""
+
+        async def compute(subset: list[str]) -> tuple[np.ndarray, Usage]:
+            try:
+                return await self._run(subset, truncate, direction)
+            except InputTooLongError as exc:  # report the index in the client's own list
+                raise InputTooLongError(texts.index(subset[exc.index]), exc.tokens, exc.limit) from exc
+
+        if self.cached is None or policy == "bypass":
+            return await self._run(texts, truncate, direction)
+        if policy == "refresh":
+            return await self.cached.refresh(texts, direction, compute)
+        return await self.cached.rows(texts, direction, compute)
 
     async def _run(self, texts: list[str], truncate: bool, direction: Direction) -> tuple[np.ndarray, Usage]:
         self.queue.admit()  # 429 at once when full: before any work is spent on the request

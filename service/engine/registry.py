@@ -16,7 +16,10 @@ from models.loading import ModelDescription, describe_model, resolve_source
 from models.onnx_backend import OnnxBackend, onnx_available
 from models.runtime import EncoderBackend, TorchBackend, resolve_device
 from models.tokenization import TextTokenizer
+from service.cache.keys import RowScope
+from service.cache.tiers import ResultCache
 from service.engine.batcher import BatchStats
+from service.engine.cached import CachedRows
 from service.engine.model_engine import EngineConfig, ModelEngine
 from service.engine.queue import QueueLimits
 from service.errors import ModelNotFoundError, NotReadyError, WrongTaskError
@@ -40,9 +43,16 @@ class LoadedModel:
 class ModelRegistry:
     """Holds one :class:`ModelEngine` per configured model."""
 
-    def __init__(self, settings: Settings, tokenize_pool: Executor, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tokenize_pool: Executor,
+        metrics: Metrics | None = None,
+        cache: ResultCache | None = None,
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._cache = cache
         self._tokenize_pool = tokenize_pool
         self._models: dict[str, LoadedModel] = {}
         self._ready = threading.Event()
@@ -103,6 +113,7 @@ class ModelRegistry:
             self._engine_config(),
             self._tokenize_pool,
             on_batch=self._batch_observer(spec.name),
+            cached=self._cached_rows(spec, description, runtime),
         )
         if self._settings.warmup:
             engine.warm_up()
@@ -130,6 +141,20 @@ class ModelRegistry:
             threads = self._settings.threads or os.cpu_count() or 1
             return OnnxBackend(description, self._settings.home / "onnx", threads), runtime
         return TorchBackend(description, spec.device, spec.dtype), runtime
+
+    def _cached_rows(self, spec: ModelSpec, description: ModelDescription, runtime: str) -> CachedRows | None:
+        if self._cache is None:
+            return None
+        scope = RowScope(
+            fingerprint=description.fingerprint,
+            runtime=runtime,
+            dtype=spec.dtype,
+            task=description.task,
+            pooling=description.pooling,
+            max_tokens=description.max_input_tokens,
+        )
+        on_join = self._metrics.cache_joins.inc if self._metrics is not None else None
+        return CachedRows(self._cache, scope, on_join)
 
     def _engine_config(self) -> EngineConfig:
         settings = self._settings

@@ -11,6 +11,7 @@ from service.http.deps import LimitsDep, MetricsDep, RegistryDep
 from service.http.schemas import ClassifyRequest, LabelScore, check_inputs
 from service.routes.common import (
     ERROR_RESPONSES,
+    cache_policy,
     json_response,
     label_model,
     record_usage,
@@ -34,6 +35,7 @@ async def _classify(
     engine = registry.get(body.model, "classify")
     label_model(request, engine.name)
     options = ClassifyOptions(
+        cache=cache_policy(request),
         raw_scores=body.raw_scores,
         top_k=body.top_k,
         truncate=body.truncate,

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 from fastapi import Request, Response
 
-from service.engine.model_engine import Usage
+from service.engine.model_engine import CachePolicy
+from service.engine.usage import Usage
 from service.errors import ClientDisconnectedError
 from service.http.schemas import ErrorResponse
 from service.metrics import Metrics
@@ -80,6 +81,16 @@ def record_usage(metrics: Metrics, model: str, usage: Usage) -> None:
         histogram.observe(tokens)
     if usage.truncated:
         metrics.truncated_inputs.labels(model).inc(usage.truncated)
+
+
+def cache_policy(request: Request) -> CachePolicy:
+    """The request's cache use, from its Cache-Control header (no-store: bypass; no-cache: refresh)."""
+    directives = request.headers.get("cache-control", "").lower()
+    if "no-store" in directives:
+        return "bypass"
+    if "no-cache" in directives:
+        return "refresh"
+    return "use"
 
 
 def label_model(request: Request, model: str) -> None:

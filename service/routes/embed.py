@@ -11,6 +11,7 @@ from service.http.deps import LimitsDep, MetricsDep, RegistryDep
 from service.http.schemas import EmbedRequest, check_inputs
 from service.routes.common import (
     ERROR_RESPONSES,
+    cache_policy,
     json_response,
     label_model,
     record_usage,
@@ -35,6 +36,7 @@ async def embed(
     engine = registry.get(body.model, "embed")
     label_model(request, engine.name)
     options = EmbedOptions(
+        cache=cache_policy(request),
         normalize=body.normalize,
         truncate=body.truncate,
         direction=body.truncation_direction,

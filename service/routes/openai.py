@@ -11,6 +11,7 @@ from service.engine.model_engine import EmbedOptions
 from service.http.deps import LimitsDep, MetricsDep, RegistryDep
 from service.http.schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse, check_inputs
 from service.routes.common import (
+    cache_policy,
     json_response,
     label_model,
     record_usage,
@@ -34,7 +35,9 @@ async def create_embeddings(
     texts = check_inputs(body.input, limits)
     engine = registry.get(body.model, "embed")
     label_model(request, engine.name)
-    result = await unless_disconnected(request, engine.embed(texts, EmbedOptions(dimensions=body.dimensions)))
+    result = await unless_disconnected(
+        request, engine.embed(texts, EmbedOptions(dimensions=body.dimensions, cache=cache_policy(request)))
+    )
     record_usage(metrics, engine.name, result.usage)
     vectors = result.vectors
     data = [
@@ -49,7 +52,7 @@ async def create_embeddings(
         }
         for index in range(len(texts))
     ]
-    tokens = result.usage.tokens
+    tokens = result.usage.input_tokens
     content = {
         "object": "list",
         "data": data,

@@ -61,7 +61,7 @@ async def _drained(engine: ModelEngine) -> None:
 async def test_concurrent_requests_share_batches_and_get_their_own_rows(
     make_settings: Callable[..., Settings], tiny_embedder: Path
 ) -> None:
-    app = create_app(make_settings())
+    app = create_app(make_settings(cache="none"))
     texts = [f"request {i} says " + "hello " * (i % 9) for i in range(24)]
     async for client in started_client(app):
         gated = GatedBackend(_engine(app))
@@ -86,7 +86,7 @@ async def test_concurrent_requests_share_batches_and_get_their_own_rows(
 async def test_large_client_batch_is_split_and_reassembled(
     make_settings: Callable[..., Settings], tiny_embedder: Path
 ) -> None:
-    app = create_app(make_settings(max_batch_tokens=96, max_batch_requests=5))
+    app = create_app(make_settings(cache="none", max_batch_tokens=96, max_batch_requests=5))
     texts = [" ".join(["word"] * (i % 13 + 1)) + f" {i}" for i in range(40)]
     async for client in started_client(app):
         gated = GatedBackend(_engine(app))
@@ -100,7 +100,7 @@ async def test_large_client_batch_is_split_and_reassembled(
 
 
 async def test_cancelled_client_never_reaches_the_model(make_settings: Callable[..., Settings]) -> None:
-    app = create_app(make_settings())
+    app = create_app(make_settings(cache="none"))
     async for client in started_client(app):
         engine = _engine(app)
         gated = GatedBackend(engine)
@@ -123,7 +123,7 @@ async def test_cancelled_client_never_reaches_the_model(make_settings: Callable[
 
 
 async def test_overload_gets_429_with_retry_after(make_settings: Callable[..., Settings]) -> None:
-    app = create_app(make_settings(max_concurrent_requests=3))
+    app = create_app(make_settings(cache="none", max_concurrent_requests=3))
     async for client in started_client(app):
         engine = _engine(app)
         gated = GatedBackend(engine)
@@ -145,7 +145,7 @@ async def test_overload_gets_429_with_retry_after(make_settings: Callable[..., S
 
 
 async def test_token_bound_gets_429(make_settings: Callable[..., Settings]) -> None:
-    app = create_app(make_settings(max_queue_tokens=100))
+    app = create_app(make_settings(cache="none", max_queue_tokens=100))
     async for client in started_client(app):
         engine = _engine(app)
         gated = GatedBackend(engine)
@@ -165,7 +165,7 @@ async def test_token_bound_gets_429(make_settings: Callable[..., Settings]) -> N
 
 
 async def test_deadline_gives_504_and_queue_drains(make_settings: Callable[..., Settings]) -> None:
-    app = create_app(make_settings(request_timeout_s=0.3))
+    app = create_app(make_settings(cache="none", request_timeout_s=0.3))
     async for client in started_client(app):
         engine = _engine(app)
         gated = GatedBackend(engine)
@@ -182,7 +182,7 @@ async def test_deadline_gives_504_and_queue_drains(make_settings: Callable[..., 
 
 
 async def test_failing_batch_answers_500_without_internals(make_settings: Callable[..., Settings]) -> None:
-    app = create_app(make_settings())
+    app = create_app(make_settings(cache="none"))
     async for client in started_client(app):
         engine = _engine(app)
         gated = GatedBackend(engine)

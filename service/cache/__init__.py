@@ -1,0 +1,1 @@
+"""Result cache in front of the engines: in-process LRU (L1) and Redis (L2)."""
