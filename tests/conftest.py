@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from models.defaults import minilm_path
+from tests.redis_server import RedisServer
 
 TINY = {
     "hidden_size": 32,
@@ -71,3 +73,20 @@ def tiny_embedder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny random three-label classifier."""
     return build_tiny_classifier(tmp_path_factory.mktemp("tiny-classifier"))
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server on a free port, stopped after the test."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def other_embedder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny embedder with different random weights."""
+    return build_tiny_embedder(tmp_path_factory.mktemp("other-embedder"), seed=5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,39 +10,14 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from models.tokenization import ModelInputs
 from service.app import create_app
 from service.engine.model_engine import ModelEngine
 from service.settings import Settings
 from tests.integration.conftest import started_client
+from tests.integration.gated import GatedBackend
 from tests.reference import reference_embeddings
 
 pytestmark = pytest.mark.integration
-
-
-class GatedBackend:
-    """Wraps a real backend: records every batch, can hold batches at a gate, can fail on demand."""
-
-    def __init__(self, engine: ModelEngine) -> None:
-        self.inner = engine.backend
-        self.device, self.dtype = self.inner.device, self.inner.dtype
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Event()
-        self.batches: list[list[list[int]]] = []
-        self.fail_marker: int | None = None
-        engine.backend = engine.batcher.backend = self
-
-    def forward(self, batch: ModelInputs) -> np.ndarray:
-        self.entered.set()
-        assert self.gate.wait(20), "test gate never opened"
-        rows = [
-            ids[mask == 1].tolist() for ids, mask in zip(batch.input_ids, batch.attention_mask, strict=True)
-        ]
-        self.batches.append(rows)
-        if self.fail_marker is not None and any(self.fail_marker in row for row in rows):
-            raise RuntimeError("CUDA error: secret internal detail")
-        return self.inner.forward(batch)
 
 
 def _engine(app: FastAPI, name: str = "tiny-embed") -> ModelEngine:

@@ -1,0 +1,35 @@
+"""A wrapper around a real backend that tests use to hold, count and break model calls."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from models.tokenization import ModelInputs
+from service.engine.model_engine import ModelEngine
+
+
+class GatedBackend:
+    """Wraps a real backend: records every batch, can hold batches at a gate, can fail on demand."""
+
+    def __init__(self, engine: ModelEngine) -> None:
+        self.inner = engine.backend
+        self.device, self.dtype = self.inner.device, self.inner.dtype
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.batches: list[list[list[int]]] = []
+        self.fail_marker: int | None = None
+        engine.backend = engine.batcher.backend = self
+
+    def forward(self, batch: ModelInputs) -> np.ndarray:
+        self.entered.set()
+        assert self.gate.wait(20), "test gate never opened"
+        rows = [
+            ids[mask == 1].tolist() for ids, mask in zip(batch.input_ids, batch.attention_mask, strict=True)
+        ]
+        self.batches.append(rows)
+        if self.fail_marker is not None and any(self.fail_marker in row for row in rows):
+            raise RuntimeError("CUDA error: secret internal detail")
+        return self.inner.forward(batch)
