@@ -29,8 +29,9 @@ install-test: $(VENV)/.installed-test
 serve: install
 	$(BIN)/bertserve serve --host $(HOST) --port $(PORT)
 
-## Run the whole test suite (unit, integration, e2e).
+## Run the whole test suite (unit, integration, e2e). The Redis tests start their own redis-server.
 test: install-test
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	$(BIN)/python -m pytest
 
 lint: install-test

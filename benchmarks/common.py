@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +136,7 @@ class LoadResult:
 async def run_load(
     url: str,
     path: str,
-    make_body: object,
+    make_body: Callable[[list[str]], dict[str, object]],
     sentences: list[str],
     concurrency: int,
     per_request: int,
@@ -144,7 +144,24 @@ async def run_load(
     max_seconds: float,
 ) -> LoadResult:
     """``concurrency`` clients send requests of ``per_request`` sentences until a bound is hit."""
-    assert callable(make_body)
+
+    def body_for(counter: int) -> dict[str, object]:
+        offset = (counter * per_request) % (len(sentences) - per_request)
+        return make_body(sentences[offset : offset + per_request])
+
+    return await run_bodies(url, path, body_for, per_request, concurrency, max_requests, max_seconds)
+
+
+async def run_bodies(
+    url: str,
+    path: str,
+    body_for: Callable[[int], dict[str, object]],
+    per_request: int,
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float,
+) -> LoadResult:
+    """Closed-loop load: request number ``i`` sends ``body_for(i)``; stops at a count or time bound."""
     counter = 0
     done_sentences = errors = 0
     latencies: list[float] = []
@@ -157,14 +174,13 @@ async def run_load(
         nonlocal counter, done_sentences, errors
         async with httpx.AsyncClient(base_url=url, timeout=120) as client:
             while counter < max_requests and time.perf_counter() < stop_at:
-                offset = (counter * per_request) % (len(sentences) - per_request)
+                body = body_for(counter)
                 counter += 1
-                batch = sentences[offset : offset + per_request]
                 sent = time.perf_counter()
-                response = await client.post(path, json=make_body(batch))
+                response = await client.post(path, json=body)
                 latencies.append((time.perf_counter() - sent) * 1000)
                 if response.status_code == 200:
-                    done_sentences += len(batch)
+                    done_sentences += per_request
                 else:
                     errors += 1
 
