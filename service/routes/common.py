@@ -54,6 +54,9 @@ def usage_headers(usage: Usage, started: float) -> dict[str, str]:
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     """Await ``work``, cancelling it if the client disconnects first (its queued items are dropped)."""
     task = asyncio.ensure_future(work)
+    await asyncio.sleep(0)  # let it run: a cache hit finishes here, with no watcher to set up
+    if task.done():
+        return task.result()
     watcher = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
