@@ -91,7 +91,8 @@ def start_process(
 
 
 def start_bertserve(source: str, extra: Sequence[str] = ()) -> Process:
-    """bertserve serving one embedder, named ``minilm``."""
+    """bertserve serving one embedder, named ``minilm``, with no result cache unless ``extra`` sets one
+    (the load cycles through a fixed set of sentences: a cache would turn the run into a cache benchmark)."""
     port = free_port()
     argv = [
         sys.executable,
@@ -105,7 +106,9 @@ def start_bertserve(source: str, extra: Sequence[str] = ()) -> Process:
         f"minilm={source}",
         "--log-level",
         "warning",
-        *extra,
+        "--cache",
+        "none",
+        *extra,  # later flags win
     ]
     return start_process("bertserve", argv, port, "/ready")
 

@@ -5,6 +5,7 @@ All are ``async def``: FastAPI runs plain ``def`` dependencies in a worker threa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -33,12 +34,26 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
-async def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> InputLimits:
-    """Per-request input limits."""
-    return InputLimits(settings.max_client_batch_size, settings.max_input_chars)
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-LimitsDep = Annotated[InputLimits, Depends(get_limits)]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What an inference route needs, resolved as one dependency (each dependency costs per request)."""
+
+    registry: ModelRegistry
+    metrics: Metrics
+    limits: InputLimits
+
+
+async def get_serving(request: Request) -> Serving:
+    """Registry, metrics and input limits of the app."""
+    state = request.app.state
+    settings: Settings = state.settings
+    limits = InputLimits(settings.max_client_batch_size, settings.max_input_chars)
+    return Serving(state.registry, state.metrics, limits)
+
+
+ServingDep = Annotated[Serving, Depends(get_serving)]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request, Response
 
-from service.engine.model_engine import CachePolicy
+from service.engine.model_engine import CachePolicy, ModelEngine
 from service.engine.usage import Usage
 from service.errors import ClientDisconnectedError
-from service.http.schemas import ErrorResponse
+from service.http.deps import Serving
+from service.http.schemas import ErrorResponse, check_inputs
 from service.metrics import Metrics
 
 T = TypeVar("T")
@@ -100,3 +102,39 @@ def cache_policy(request: Request) -> CachePolicy:
 def label_model(request: Request, model: str) -> None:
     """Name the model in the request state, for the request metrics."""
     request.state.model = model
+
+
+@dataclass
+class InferenceCall:
+    """One inference request inside a route: validated texts, the engine, the clock."""
+
+    request: Request
+    serving: Serving
+    engine: ModelEngine
+    texts: list[str]
+    started: float
+
+    @classmethod
+    def begin(
+        cls, request: Request, serving: Serving, inputs: str | list[str], model: str | None, task: str
+    ) -> InferenceCall:
+        """Check the inputs against the limits and pick the model (errors map to 4xx)."""
+        started = time.perf_counter()
+        texts = check_inputs(inputs, serving.limits)
+        engine = serving.registry.get(model, task)
+        label_model(request, engine.name)
+        return cls(request, serving, engine, texts, started)
+
+    @property
+    def cache(self) -> CachePolicy:
+        """The request's cache policy."""
+        return cache_policy(self.request)
+
+    async def run(self, work: Awaitable[T]) -> T:
+        """Await the engine, unless the client goes away first."""
+        return await unless_disconnected(self.request, work)
+
+    def respond(self, usage: Usage, content: Any) -> Response:
+        """Record the usage and answer ``content`` with the timing headers."""
+        record_usage(self.serving.metrics, self.engine.name, usage)
+        return json_response(content, usage_headers(usage, self.started))
