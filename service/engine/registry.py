@@ -131,16 +131,19 @@ class ModelRegistry:
         return LoadedModel(spec, engine, backend.device, runtime, seconds)
 
     def _backend(self, spec: ModelSpec, description: ModelDescription) -> tuple[EncoderBackend, str]:
-        runtime = spec.runtime
-        if runtime == "auto":
-            on_cpu = resolve_device(spec.device) == "cpu"
-            runtime = "onnx" if on_cpu and spec.dtype == "float32" and onnx_available() else "torch"
-        if runtime == "onnx":
-            if spec.dtype != "float32" or resolve_device(spec.device) != "cpu":
-                raise ModelLoadError(f"model {spec.name!r}: the onnx runtime serves float32 on CPU only")
+        on_cpu_fp32 = resolve_device(spec.device) == "cpu" and spec.dtype == "float32"
+        if spec.runtime == "onnx" and not on_cpu_fp32:
+            raise ModelLoadError(f"model {spec.name!r}: the onnx runtime serves float32 on CPU only")
+        if spec.runtime == "onnx" or (spec.runtime == "auto" and on_cpu_fp32 and onnx_available()):
             threads = self._settings.threads or os.cpu_count() or 1
-            return OnnxBackend(description, self._settings.home / "onnx", threads), runtime
-        return TorchBackend(description, spec.device, spec.dtype), runtime
+            try:
+                return OnnxBackend(description, self._settings.home / "onnx", threads), "onnx"
+            except ModelLoadError as exc:
+                if spec.runtime == "onnx":
+                    raise
+                # auto: an architecture the exporter cannot handle is still served, by PyTorch.
+                logger.warning("model %s: ONNX unavailable (%s); serving with PyTorch", spec.name, exc)
+        return TorchBackend(description, spec.device, spec.dtype), "torch"
 
     def _cached_rows(self, spec: ModelSpec, description: ModelDescription, runtime: str) -> CachedRows | None:
         if self._cache is None:
@@ -186,6 +189,8 @@ class ModelRegistry:
     def get(self, name: str | None, task: str) -> ModelEngine:
         """The engine for ``name``, or the first model of ``task`` when no name is given."""
         if not self.ready:
+            if self.failure:
+                raise NotReadyError("model loading failed; see /ready and the server log")
             raise NotReadyError("models are still loading; retry shortly")
         if name is None:
             for loaded in self.models:

@@ -89,9 +89,8 @@ def error_response(
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status, error_type = status_for(exc)
-    message = (
-        str(exc) if status < 500 or isinstance(exc, InferenceError | DeadlineExceededError) else _INTERNAL
-    )
+    # Mapped domain errors carry messages written for clients; anything unmapped may hold internals.
+    message = _INTERNAL if error_type == "internal" else str(exc)
     headers = None
     if isinstance(exc, OverloadedError | DeadlineExceededError):
         reason = exc.reason if isinstance(exc, OverloadedError) else "deadline"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from models.errors import ModelLoadError
 from models.loading import describe_model
+from service.app import create_app
+from service.settings import Settings
+from tests.integration.conftest import started_client
 
 pytestmark = pytest.mark.integration
 
@@ -48,3 +54,41 @@ async def test_openapi_documents_routes(client: httpx.AsyncClient) -> None:
     for route in ("/embed", "/classify", "/predict", "/v1/embeddings", "/info", "/ready"):
         assert route in paths
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_auto_runtime_falls_back_to_torch_when_export_fails(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def broken_export(description: object, target: Path) -> Path:
+        raise ModelLoadError("exporter cannot handle this model")
+
+    monkeypatch.setattr("models.onnx_backend.export_onnx", broken_export)
+    app = create_app(make_settings(home=tmp_path))  # empty ONNX cache: every model needs an export
+    async for client in started_client(app):
+        info = (await client.get("/info")).json()
+        assert {model["runtime"] for model in info["models"]} == {"torch"}
+        assert (await client.post("/embed", json={"inputs": "still served"})).status_code == 200
+
+
+async def test_explicit_onnx_runtime_fails_loudly(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def broken_export(description: object, target: Path) -> Path:
+        raise ModelLoadError("exporter cannot handle this model")
+
+    monkeypatch.setattr("models.onnx_backend.export_onnx", broken_export)
+    app = create_app(make_settings(runtime="onnx", home=tmp_path))
+    async with app.router.lifespan_context(app):
+        for _ in range(500):
+            if app.state.registry.failure:
+                break
+            await asyncio.sleep(0.02)
+        assert "exporter cannot handle" in app.state.registry.failure
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            ready = await client.get("/ready")
+            assert ready.status_code == 503
+            assert ready.json()["error_type"] == "load_failed"
+            failed = await client.post("/embed", json={"inputs": "x"})
+            assert failed.status_code == 503
+            assert "loading failed" in failed.json()["error"]
