@@ -21,7 +21,7 @@ from service.cache.factory import build_cache
 from service.engine.queue import BatchQueue
 from service.engine.registry import ModelRegistry
 from service.http.errors import install_error_handlers
-from service.http.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from service.http.middleware import BodyLimitMiddleware, RequestObserverMiddleware
 from service.metrics import Metrics
 from service.routes import classify, embed, meta, openai
 from service.settings import Settings
@@ -75,7 +75,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
         app.include_router(module.router)
     # Outermost last: metrics see every response, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestObserverMiddleware, metrics=metrics)
     return app
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from models.errors import ModelError
+from service.logs import configure_logging
 from service.settings import Settings
 
 
@@ -88,6 +89,8 @@ def serve(settings: Settings) -> int:
         port=settings.port,
         factory=True,
         log_level=settings.log_level,
+        log_config=None,  # configure_logging routes uvicorn's loggers
+        access_log=False,  # the app writes its own JSON access line per request
         lifespan="on",
         timeout_graceful_shutdown=30,
     )
@@ -158,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             settings = settings_from_args(args)
-            logging.basicConfig(
-                level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-            )
+            configure_logging(settings.log_level, settings.log_format)
             return serve(settings)
         logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return _finetune(args)

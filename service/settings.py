@@ -138,6 +138,9 @@ class Settings(BaseSettings):
         5.0, gt=0, description="After a Redis error, how long to compute without Redis before retrying."
     )
     warmup: bool = Field(True, description="Run one batch per model before reporting ready.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one JSON object per line (with request ids); text: plain lines."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
     @field_validator("home", mode="before")

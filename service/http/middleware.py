@@ -1,14 +1,22 @@
-"""Pure ASGI middleware: body size limit (before JSON parsing) and per-request metrics."""
+"""Pure ASGI middleware: body size limit (before JSON parsing), request ids, metrics and access log."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
+import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.logs import ACCESS_LOGGER
 from service.metrics import Metrics
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+#: Client-chosen request ids are kept when short and plain (they end up in logs and headers).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class BodyLimitMiddleware:
@@ -73,8 +81,9 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
 
-class RequestMetricsMiddleware:
-    """Count and time every request by route template, model (set by the route) and status."""
+class RequestObserverMiddleware:
+    """Per request: an id (taken from X-Request-ID or made) returned in the response, the request
+    metrics by route template, model and status, and one JSON access-log line."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -85,18 +94,43 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        request_id = _request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         status = 500
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            model = scope.get("state", {}).get("model", "")
+            model = state.get("model", "")
             self.metrics.requests.labels(route, model, str(status)).inc()
-            self.metrics.request_duration.labels(route).observe(time.perf_counter() - started)
+            self.metrics.request_duration.labels(route).observe(seconds)
+            fields = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "route": route,
+                "model": model,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                **state.get("usage_fields", {}),
+            }
+            access_log.info("request", extra={"fields": fields})
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex

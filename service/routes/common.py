@@ -137,4 +137,12 @@ class InferenceCall:
     def respond(self, usage: Usage, content: Any) -> Response:
         """Record the usage and answer ``content`` with the timing headers."""
         record_usage(self.serving.metrics, self.engine.name, usage)
+        self.request.state.usage_fields = {
+            "items": len(self.texts),
+            "tokens": usage.input_tokens,
+            "computed_tokens": usage.tokens,
+            "tokenize_ms": round(usage.tokenize_s * 1000, 3),
+            "queue_ms": round(usage.queue_s * 1000, 3),
+            "inference_ms": round(usage.inference_s * 1000, 3),
+        }
         return json_response(content, usage_headers(usage, self.started))

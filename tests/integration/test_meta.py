@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from models.errors import ModelLoadError
 from models.loading import describe_model
 from service.app import create_app
+from service.logs import configure_logging
 from service.settings import Settings
 from tests.integration.conftest import started_client
 
@@ -92,3 +95,39 @@ async def test_explicit_onnx_runtime_fails_loudly(
             failed = await client.post("/embed", json={"inputs": "x"})
             assert failed.status_code == 503
             assert "loading failed" in failed.json()["error"]
+
+
+async def test_request_ids_round_trip(client: httpx.AsyncClient) -> None:
+    given = await client.post("/embed", json={"inputs": "x"}, headers={"x-request-id": "trace-42.a"})
+    assert given.headers["x-request-id"] == "trace-42.a"
+    made = await client.post("/embed", json={"inputs": []})
+    assert len(made.headers["x-request-id"]) == 32
+    hostile = await client.get("/health", headers={"x-request-id": "bad id\twith spaces"})
+    assert hostile.headers["x-request-id"] != "bad id\twith spaces"
+
+
+async def test_access_log_lines_are_json_without_texts(
+    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    configure_logging("info", "json")
+    secret = "a private sentence nobody may log"
+    try:
+        await client.post("/embed", json={"inputs": [secret, "second"]}, headers={"x-request-id": "r-1"})
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("request_id") == "r-1"]
+    assert len(access) == 1
+    entry = access[0]
+    assert (entry["route"], entry["model"], entry["status"], entry["items"]) == (
+        "/embed",
+        "tiny-embed",
+        200,
+        2,
+    )
+    assert entry["tokens"] > 2
+    assert entry["duration_ms"] > 0
+    assert all(secret not in json.dumps(line) for line in lines)
