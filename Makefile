@@ -29,9 +29,11 @@ install-test: $(VENV)/.installed-test
 serve: install
 	$(BIN)/bertserve serve --host $(HOST) --port $(PORT)
 
-## Run the whole test suite (unit, integration, e2e). The Redis tests start their own redis-server.
+## Run the whole test suite (unit, integration, e2e). The tests start their own redis-server and
+## Prometheus on free loopback ports: the Debian packages are installed when missing.
 test: install-test
-	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@command -v redis-server >/dev/null && command -v prometheus >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server prometheus)
 	$(BIN)/python -m pytest
 
 lint: install-test

@@ -78,7 +78,10 @@ async def _disconnected(request: Request) -> None:
 
 
 def record_usage(metrics: Metrics, model: str, usage: Usage) -> None:
-    """Observe a served request in the model-level metrics."""
+    """Observe a served request in the model-level metrics (stage times only if the model ran: a
+    request answered from the cache would otherwise pull every stage histogram towards zero)."""
+    if not usage.item_tokens:
+        return
     metrics.tokenization_duration.labels(model).observe(usage.tokenize_s)
     metrics.inference_duration.labels(model).observe(usage.inference_s)
     metrics.queue_duration.labels(model).observe(usage.queue_s)
