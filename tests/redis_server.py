@@ -11,13 +11,14 @@ import time
 import pytest
 
 
-def redis_binary() -> str:
-    """Path of redis-server; skipped outside CI when missing, a failure in CI."""
-    path = shutil.which("redis-server")
+def require_binary(name: str) -> str:
+    """Path of a server binary the tests start: skipped outside CI when missing, a failure in CI
+    (``make test`` installs the Debian package of the same name)."""
+    path = shutil.which(name)
     if path is None:
         if os.environ.get("CI"):
-            pytest.fail("redis-server is missing in CI (.ci/run installs the Debian package)")
-        pytest.skip("redis-server not installed (apt-get install redis-server)")
+            pytest.fail(f"{name} is missing in CI (make test installs the Debian package)")
+        pytest.skip(f"{name} not installed (apt-get install {name})")
     return path
 
 
@@ -31,7 +32,7 @@ class RedisServer:
     """One redis-server process that a test can kill and start again on the same port."""
 
     def __init__(self) -> None:
-        self.binary = redis_binary()
+        self.binary = require_binary("redis-server")
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 

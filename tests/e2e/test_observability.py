@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Server, free_port
+from tests.redis_server import require_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -82,17 +81,8 @@ def test_metrics_move_with_traffic(server: Server) -> None:
     assert all(dict(labels)["runtime"] in ("onnx", "torch") for labels in info)
 
 
-def _prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing in CI (make test installs the Debian package)")
-        pytest.skip("prometheus not installed (apt-get install prometheus)")
-    return path
-
-
 def test_prometheus_scrapes_bertserve(server: Server, tmp_path: Path) -> None:
-    binary = _prometheus_binary()
+    binary = require_binary("prometheus")
     target = server.url.removeprefix("http://")
     config = tmp_path / "prometheus.yml"
     config.write_text(

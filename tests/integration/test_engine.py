@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,23 @@ def _engine(app: FastAPI, name: str = "tiny-embed") -> ModelEngine:
     return app.state.registry.get(name, "embed")
 
 
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait (at most a second) until ``condition`` holds; the test's next assertion says if it never did."""
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def _until_depth(engine: ModelEngine, field: int, count: int) -> None:
+    """Wait until field ``field`` of the queue depth (requests, items, tokens) reaches ``count``."""
+    await _until(functools.partial(_depth_is, engine, field, count))
+
+
+def _depth_is(engine: ModelEngine, field: int, count: int) -> bool:
+    return engine.queue.depth[field] == count
+
+
 async def _drained(engine: ModelEngine) -> None:
     for _ in range(200):
         if engine.queue.depth == (0, 0, 0):
@@ -43,10 +61,7 @@ async def test_concurrent_requests_share_batches_and_get_their_own_rows(
         first = asyncio.ensure_future(client.post("/embed", json={"inputs": "warm"}))
         await asyncio.to_thread(gated.entered.wait, 5)
         pending = [asyncio.ensure_future(client.post("/embed", json={"inputs": t})) for t in texts]
-        for _ in range(100):
-            if _engine(app).queue.depth[1] == len(texts):
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: _engine(app).queue.depth[1] == len(texts))
         gated.gate.set()
         responses = await asyncio.gather(first, *pending)
         assert all(r.status_code == 200 for r in responses)
@@ -82,10 +97,7 @@ async def test_cancelled_client_never_reaches_the_model(make_settings: Callable[
         blocker = asyncio.ensure_future(client.post("/embed", json={"inputs": "first"}))
         await asyncio.to_thread(gated.entered.wait, 5)
         doomed = asyncio.ensure_future(client.post("/embed", json={"inputs": "zebra zebra zebra"}))
-        for _ in range(100):
-            if engine.queue.depth[1] == 1:
-                break
-            await asyncio.sleep(0.01)
+        await _until_depth(engine, 1, 1)
         doomed.cancel()
         await asyncio.sleep(0.05)
         gated.gate.set()
@@ -103,10 +115,7 @@ async def test_overload_gets_429_with_retry_after(make_settings: Callable[..., S
         gated = GatedBackend(engine)
         gated.gate.clear()
         tasks = [asyncio.ensure_future(client.post("/embed", json={"inputs": f"t{i}"})) for i in range(3)]
-        for _ in range(100):
-            if engine.queue.depth[0] == 3:
-                break
-            await asyncio.sleep(0.01)
+        await _until_depth(engine, 0, 3)
         rejected = await client.post("/embed", json={"inputs": "one too many"})
         assert rejected.status_code == 429
         assert rejected.headers["retry-after"] == "1"
@@ -127,10 +136,7 @@ async def test_token_bound_gets_429(make_settings: Callable[..., Settings]) -> N
         first = asyncio.ensure_future(client.post("/embed", json={"inputs": "held in the model"}))
         await asyncio.to_thread(gated.entered.wait, 5)
         queued = asyncio.ensure_future(client.post("/embed", json={"inputs": ["a b c d e"] * 8}))
-        for _ in range(100):
-            if engine.queue.depth[1] == 8:
-                break
-            await asyncio.sleep(0.01)
+        await _until_depth(engine, 1, 8)
         rejected = await client.post("/embed", json={"inputs": ["f g h i j"] * 8})
         assert rejected.status_code == 429
         gated.gate.set()

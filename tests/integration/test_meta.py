@@ -59,12 +59,14 @@ async def test_openapi_documents_routes(client: httpx.AsyncClient) -> None:
     assert (await client.get("/docs")).status_code == 200
 
 
+def broken_export(description: object, target: Path) -> Path:
+    """Stands in for an exporter that cannot handle the model."""
+    raise ModelLoadError("exporter cannot handle this model")
+
+
 async def test_auto_runtime_falls_back_to_torch_when_export_fails(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    def broken_export(description: object, target: Path) -> Path:
-        raise ModelLoadError("exporter cannot handle this model")
-
     monkeypatch.setattr("models.onnx_backend.export_onnx", broken_export)
     app = create_app(make_settings(home=tmp_path))  # empty ONNX cache: every model needs an export
     async for client in started_client(app):
@@ -76,9 +78,6 @@ async def test_auto_runtime_falls_back_to_torch_when_export_fails(
 async def test_explicit_onnx_runtime_fails_loudly(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    def broken_export(description: object, target: Path) -> Path:
-        raise ModelLoadError("exporter cannot handle this model")
-
     monkeypatch.setattr("models.onnx_backend.export_onnx", broken_export)
     app = create_app(make_settings(runtime="onnx", home=tmp_path))
     async with app.router.lifespan_context(app):
