@@ -50,7 +50,6 @@ class Batcher:
         self.backend = backend
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
-        self.model_calls = 0
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
 
     def start(self) -> None:
@@ -87,7 +86,6 @@ class Batcher:
                 _finish(request, error)
             return
         ended = time.perf_counter()
-        self.model_calls += 1
         if self.on_batch is not None:
             self.on_batch(
                 BatchStats(

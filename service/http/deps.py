@@ -16,12 +16,6 @@ from service.metrics import Metrics
 from service.settings import Settings
 
 
-async def get_settings(request: Request) -> Settings:
-    """The app's settings."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def get_registry(request: Request) -> ModelRegistry:
     """The app's model registry."""
     registry: ModelRegistry = request.app.state.registry
@@ -34,7 +28,6 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
