@@ -20,6 +20,7 @@ from service import __version__
 from service.cache.factory import build_cache
 from service.engine.queue import BatchQueue
 from service.engine.registry import ModelRegistry
+from service.http.auth import ApiKeyMiddleware, TokenBuckets
 from service.http.errors import install_error_handlers
 from service.http.middleware import BodyLimitMiddleware, RequestObserverMiddleware
 from service.metrics import Metrics
@@ -75,6 +76,13 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
         app.include_router(module.router)
     # Outermost last: metrics see every response, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    keys = settings.load_api_keys()
+    buckets = (
+        TokenBuckets(len(keys), settings.rate_limit_rps, settings.rate_limit_burst)
+        if keys and settings.rate_limit_rps > 0
+        else None
+    )
+    app.add_middleware(ApiKeyMiddleware, keys=keys, open_paths=settings.auth_open_paths, buckets=buckets)
     app.add_middleware(RequestObserverMiddleware, metrics=metrics)
     return app
 

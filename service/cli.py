@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import typing
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,16 @@ def _model_flag(value: str) -> dict[str, Any]:
     return spec
 
 
+#: Settings with no flag: secrets on a command line are visible to every user of the machine.
+ENV_ONLY_SETTINGS = frozenset({"api_keys"})
+
+
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`Settings` field, documented with the field's description."""
     for name, field in Settings.model_fields.items():
         help_text = f"{field.description} [env BERTSERVE_{name.upper()}]"
+        if name in ENV_ONLY_SETTINGS:
+            continue
         if name == "models":
             parser.add_argument(
                 "--model",
@@ -57,6 +64,8 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
                 action=argparse.BooleanOptionalAction,
                 help=help_text,
             )
+        elif typing.get_origin(field.annotation) is list:
+            parser.add_argument(f"--{name.replace('_', '-')}", dest=name, action="append", help=help_text)
         else:
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=help_text)
 

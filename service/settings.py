@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models import defaults
@@ -137,6 +137,22 @@ class Settings(BaseSettings):
     redis_backoff_s: float = Field(
         5.0, gt=0, description="After a Redis error, how long to compute without Redis before retrying."
     )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="API keys accepted as `Authorization: Bearer <key>` (JSON list in the environment; "
+        "deliberately no flag, so keys never show in process listings). No keys and no file: open.",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File with one API key per line (blank lines and # comments skipped)."
+    )
+    auth_open_paths: list[str] = Field(
+        default_factory=lambda: ["/health", "/ready", "/metrics"],
+        description="Paths answered without a key when keys are set (repeat the flag for several).",
+    )
+    rate_limit_rps: float = Field(
+        0.0, ge=0, description="Requests per second per API key (token bucket); 0: unlimited."
+    )
+    rate_limit_burst: int = Field(20, ge=1, description="Token bucket size of the per-key rate limit.")
     warmup: bool = Field(True, description="Run one batch per model before reporting ready.")
     log_format: Literal["json", "text"] = Field(
         "json", description="json: one JSON object per line (with request ids); text: plain lines."
@@ -147,6 +163,22 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: object) -> object:
         return Path(os.path.expanduser(str(value))) if value is not None else value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _readable_keys_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"api_keys_file {value} does not exist")
+        return value
+
+    def load_api_keys(self) -> list[bytes]:
+        """Every configured key, from the environment and from the keys file."""
+        keys = [key.get_secret_value() for key in self.api_keys]
+        if self.api_keys_file is not None:
+            for line in self.api_keys_file.read_text(encoding="utf-8").splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    keys.append(line.strip())
+        return [key.encode() for key in keys if key]
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

@@ -54,31 +54,39 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
-        message = f"request body larger than {self.max_bytes} bytes"
-        if scope["path"].startswith("/v1/"):
-            body: dict[str, Any] = {
-                "error": {
-                    "message": message,
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "payload_too_large",
-                }
-            }
-        else:
-            body = {"error": message, "error_type": "payload_too_large"}
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_error(
+            scope, send, 413, "payload_too_large", f"request body larger than {self.max_bytes} bytes"
         )
-        await send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(
+    scope: Scope,
+    send: Send,
+    status: int,
+    error_type: str,
+    message: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer from middleware, in the error shape of the route (OpenAI's under /v1/)."""
+    if scope["path"].startswith("/v1/"):
+        body: dict[str, Any] = {
+            "error": {"message": message, "type": "invalid_request_error", "param": None, "code": error_type}
+        }
+    else:
+        body = {"error": message, "error_type": error_type}
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
 
 
 class RequestObserverMiddleware:

@@ -7,7 +7,7 @@ import argparse
 import pytest
 from pydantic import ValidationError
 
-from service.cli import add_settings_flags, settings_from_args
+from service.cli import ENV_ONLY_SETTINGS, add_settings_flags, settings_from_args
 from service.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -60,8 +60,9 @@ def test_every_setting_has_a_flag_and_a_description() -> None:
     add_settings_flags(parser)
     flags = {action.dest for action in parser._actions}
     for name, field in Settings.model_fields.items():
-        assert name in flags
         assert field.description
+        assert (name in flags) is (name not in ENV_ONLY_SETTINGS)
+    assert {"api_keys"} == ENV_ONLY_SETTINGS  # secrets only: never on a command line
 
 
 @pytest.mark.parametrize(
@@ -75,3 +76,15 @@ def test_every_setting_has_a_flag_and_a_description() -> None:
 def test_invalid_model_lists(models: list[dict[str, str]]) -> None:
     with pytest.raises(ValidationError):
         Settings(models=models)
+
+
+def test_list_settings_take_repeated_flags() -> None:
+    settings = _parse(["--auth-open-paths", "/health", "--auth-open-paths", "/ready"])
+    assert settings.auth_open_paths == ["/health", "/ready"]
+
+
+def test_api_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTSERVE_API_KEYS", '["k1", "k2"]')
+    settings = Settings()
+    assert settings.load_api_keys() == [b"k1", b"k2"]
+    assert "k1" not in repr(settings)
