@@ -101,7 +101,7 @@ def serve(settings: Settings) -> int:
         log_config=None,  # configure_logging routes uvicorn's loggers
         access_log=False,  # the app writes its own JSON access line per request
         lifespan="on",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
     )
     server = uvicorn.Server(config)
 

@@ -153,6 +153,9 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Requests per second per API key (token bucket); 0: unlimited."
     )
     rate_limit_burst: int = Field(20, ge=1, description="Token bucket size of the per-key rate limit.")
+    shutdown_grace_s: float = Field(
+        30.0, gt=0, description="On SIGTERM: stop accepting, finish in-flight requests for at most this long."
+    )
     warmup: bool = Field(True, description="Run one batch per model before reporting ready.")
     log_format: Literal["json", "text"] = Field(
         "json", description="json: one JSON object per line (with request ids); text: plain lines."

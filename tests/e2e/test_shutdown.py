@@ -1,0 +1,52 @@
+"""SIGTERM: the server stops accepting, finishes what is in flight, and exits in its grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import start_server, stop_server, wait_ready
+
+pytestmark = pytest.mark.e2e
+
+
+async def _in_flight_then_sigterm(url: str, process_signal: object) -> list[int]:
+    texts = [f"request {i} sentence {j} about graceful shutdown" for i in range(8) for j in range(64)]
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        requests = [
+            asyncio.ensure_future(client.post("/embed", json={"inputs": texts[i * 64 : (i + 1) * 64]}))
+            for i in range(8)
+        ]
+        await asyncio.sleep(0.3)  # all eight are inside the server now, most still queued
+        assert callable(process_signal)
+        process_signal()
+        responses = await asyncio.gather(*requests)
+    return [response.status_code for response in responses]
+
+
+def test_sigterm_finishes_in_flight_requests(home: Path, tmp_path: Path) -> None:
+    server = start_server(
+        ["--model", "m=builtin:all-minilm-l6-v2", "--cache", "none", "--shutdown-grace-s", "20"],
+        home,
+        tmp_path / "server.log",
+    )
+    try:
+        wait_ready(server, 120)
+        started = time.monotonic()
+        statuses = asyncio.run(
+            _in_flight_then_sigterm(server.url, lambda: server.process.send_signal(signal.SIGTERM))
+        )
+        assert statuses == [200] * 8
+        # uvicorn re-raises the signal once it has drained, so the exit status says "ended by SIGTERM".
+        assert server.process.wait(timeout=25) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 25
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/health", timeout=2)
+    finally:
+        if server.process.poll() is None:
+            stop_server(server)
