@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from models.errors import ModelError
 from service import __version__
@@ -83,6 +84,15 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
         else None
     )
     app.add_middleware(ApiKeyMiddleware, keys=keys, open_paths=settings.auth_open_paths, buckets=buckets)
+    if settings.cors_origins:
+        # Outside the key check: browsers send preflights without credentials.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id", "cache-control"],
+            expose_headers=["x-request-id", "x-total-time", "x-compute-tokens"],
+        )
     app.add_middleware(RequestObserverMiddleware, metrics=metrics)
     return app
 

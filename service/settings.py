@@ -149,6 +149,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["/health", "/ready", "/metrics"],
         description="Paths answered without a key when keys are set (repeat the flag for several).",
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed by CORS (repeat the flag; * for any). Empty: CORS off.",
+    )
     rate_limit_rps: float = Field(
         0.0, ge=0, description="Requests per second per API key (token bucket); 0: unlimited."
     )

@@ -77,3 +77,36 @@ async def test_rate_limit_per_key(make_settings: Callable[..., Settings]) -> Non
 def test_missing_keys_file_is_refused(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         make_settings(api_keys_file=tmp_path / "absent")
+
+
+async def test_cors_is_off_by_default(client: httpx.AsyncClient) -> None:
+    response = await client.options(
+        "/embed", headers={"origin": "https://app.example", "access-control-request-method": "POST"}
+    )
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_cors_allows_configured_origins_before_the_key_check(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = create_app(make_settings(cors_origins=["https://app.example"], api_keys=[KEY]))
+    async for client in started_client(app):
+        preflight = await client.options(
+            "/embed",
+            headers={
+                "origin": "https://app.example",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization,content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        other = await client.options(
+            "/embed", headers={"origin": "https://evil.example", "access-control-request-method": "POST"}
+        )
+        assert "access-control-allow-origin" not in other.headers
+        served = await client.post(
+            "/embed", json={"inputs": "x"}, headers={**bearer(KEY), "origin": "https://app.example"}
+        )
+        assert served.status_code == 200
+        assert served.headers["access-control-allow-origin"] == "https://app.example"
