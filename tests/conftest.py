@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings as hypothesis_settings
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from models.defaults import minilm_path
 from tests.redis_server import RedisServer
+
+# CI runs the property tests with a fixed seed (a red CI must be reproducible); locally they explore.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 TINY = {
     "hidden_size": 32,
