@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from benchmarks.common import free_port
+
 
 def require_binary(name: str) -> str:
     """Path of a server binary the tests start: skipped outside CI when missing, a failure in CI
@@ -22,18 +24,12 @@ def require_binary(name: str) -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RedisServer:
     """One redis-server process that a test can kill and start again on the same port."""
 
     def __init__(self) -> None:
         self.binary = require_binary("redis-server")
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

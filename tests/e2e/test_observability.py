@@ -10,7 +10,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import Server, free_port
+from benchmarks.common import free_port
+from tests.e2e.conftest import Server
 from tests.redis_server import require_binary
 
 pytestmark = pytest.mark.e2e

@@ -21,6 +21,14 @@ from tests.reference import reference_embeddings
 pytestmark = pytest.mark.integration
 
 
+def _held(app: FastAPI) -> tuple[ModelEngine, GatedBackend]:
+    """The embed engine with its backend wrapped and the gate closed: batches wait until it opens."""
+    engine = _engine(app)
+    gated = GatedBackend(engine)
+    gated.gate.clear()
+    return engine, gated
+
+
 def _engine(app: FastAPI, name: str = "tiny-embed") -> ModelEngine:
     return app.state.registry.get(name, "embed")
 
@@ -56,8 +64,7 @@ async def test_concurrent_requests_share_batches_and_get_their_own_rows(
     app = create_app(make_settings(cache="none"))
     texts = [f"request {i} says " + "hello " * (i % 9) for i in range(24)]
     async for client in started_client(app):
-        gated = GatedBackend(_engine(app))
-        gated.gate.clear()  # hold the first batch so that the others queue up behind it
+        _, gated = _held(app)  # hold the first batch so that the others queue up behind it
         first = asyncio.ensure_future(client.post("/embed", json={"inputs": "warm"}))
         await asyncio.to_thread(gated.entered.wait, 5)
         pending = [asyncio.ensure_future(client.post("/embed", json={"inputs": t})) for t in texts]
@@ -91,9 +98,7 @@ async def test_large_client_batch_is_split_and_reassembled(
 async def test_cancelled_client_never_reaches_the_model(make_settings: Callable[..., Settings]) -> None:
     app = create_app(make_settings(cache="none"))
     async for client in started_client(app):
-        engine = _engine(app)
-        gated = GatedBackend(engine)
-        gated.gate.clear()
+        engine, gated = _held(app)
         blocker = asyncio.ensure_future(client.post("/embed", json={"inputs": "first"}))
         await asyncio.to_thread(gated.entered.wait, 5)
         doomed = asyncio.ensure_future(client.post("/embed", json={"inputs": "zebra zebra zebra"}))
@@ -111,9 +116,7 @@ async def test_cancelled_client_never_reaches_the_model(make_settings: Callable[
 async def test_overload_gets_429_with_retry_after(make_settings: Callable[..., Settings]) -> None:
     app = create_app(make_settings(cache="none", max_concurrent_requests=3))
     async for client in started_client(app):
-        engine = _engine(app)
-        gated = GatedBackend(engine)
-        gated.gate.clear()
+        engine, gated = _held(app)
         tasks = [asyncio.ensure_future(client.post("/embed", json={"inputs": f"t{i}"})) for i in range(3)]
         await _until_depth(engine, 0, 3)
         rejected = await client.post("/embed", json={"inputs": "one too many"})
@@ -130,9 +133,7 @@ async def test_overload_gets_429_with_retry_after(make_settings: Callable[..., S
 async def test_token_bound_gets_429(make_settings: Callable[..., Settings]) -> None:
     app = create_app(make_settings(cache="none", max_queue_tokens=100))
     async for client in started_client(app):
-        engine = _engine(app)
-        gated = GatedBackend(engine)
-        gated.gate.clear()
+        engine, gated = _held(app)
         first = asyncio.ensure_future(client.post("/embed", json={"inputs": "held in the model"}))
         await asyncio.to_thread(gated.entered.wait, 5)
         queued = asyncio.ensure_future(client.post("/embed", json={"inputs": ["a b c d e"] * 8}))
@@ -147,9 +148,7 @@ async def test_token_bound_gets_429(make_settings: Callable[..., Settings]) -> N
 async def test_deadline_gives_504_and_queue_drains(make_settings: Callable[..., Settings]) -> None:
     app = create_app(make_settings(cache="none", request_timeout_s=0.3))
     async for client in started_client(app):
-        engine = _engine(app)
-        gated = GatedBackend(engine)
-        gated.gate.clear()
+        engine, gated = _held(app)
         responses = asyncio.gather(*(client.post("/embed", json={"inputs": f"slow {i}"}) for i in range(4)))
         await asyncio.sleep(0.6)
         gated.gate.set()
