@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PIP := $(BIN)/pip install --quiet --constraint constraints.txt
 
-.PHONY: install install-test serve test lint eval-sts clean
+.PHONY: install install-test serve test lint eval-sts variants clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,28 @@ lint: install-test
 
 eval-sts: install-test
 	$(BIN)/python -m benchmarks.eval_sts --url http://$(HOST):$(PORT)
+
+## Build every compressed variant of the defaults, evaluate them side by side, write the report
+## (benchmarks/VARIANTS.md, benchmarks/variants.png). About an hour on 2 cores; not part of the tests.
+VARIANTS ?= $(or $(BERTSERVE_HOME),$(HOME)/.cache/bertserve)/variants
+MODELS := $(BIN)/bertserve models
+EMBEDDER := builtin:all-minilm-l6-v2
+variants: install-test
+	$(MODELS) data
+	$(MODELS) quantize $(EMBEDDER) --out $(VARIANTS)/minilm-int8 --overwrite
+	$(MODELS) quantize builtin:minilm-sentiment --out $(VARIANTS)/sentiment-int8 --overwrite
+	$(MODELS) prune $(EMBEDDER) --method magnitude --sparsity 0.5 --out $(VARIANTS)/minilm-magnitude50 --overwrite
+	$(MODELS) prune $(EMBEDDER) --keep-heads 0.5 --keep-neurons 0.5 --epochs 1 --out $(VARIANTS)/minilm-pruned --overwrite
+	$(MODELS) prune $(EMBEDDER) --keep-heads 0.5 --keep-neurons 0.5 --epochs 1 --importance random \
+		--out $(VARIANTS)/minilm-pruned-random --overwrite
+	$(MODELS) distill $(EMBEDDER) --layers 3 --epochs 2 --out $(VARIANTS)/minilm-l3 --overwrite
+	$(MODELS) prune $(VARIANTS)/minilm-l3 --keep-heads 0.75 --keep-neurons 0.5 --epochs 1 \
+		--out $(VARIANTS)/minilm-l3-pruned --overwrite
+	$(MODELS) quantize $(VARIANTS)/minilm-l3-pruned --out $(VARIANTS)/minilm-l3-pruned-int8 --overwrite
+	$(MODELS) eval $(EMBEDDER) $(addprefix $(VARIANTS)/,minilm-int8 minilm-magnitude50 minilm-pruned \
+		minilm-pruned-random minilm-l3 minilm-l3-pruned minilm-l3-pruned-int8) --json benchmarks/variants-embed.json
+	$(MODELS) eval builtin:minilm-sentiment $(VARIANTS)/sentiment-int8 --json benchmarks/variants-classify.json
+	$(MODELS) report benchmarks/variants-embed.json benchmarks/variants-classify.json --out-dir benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -33,7 +33,7 @@ from benchmarks.common import (
 from models.data import default_home
 from models.defaults import minilm_path
 from models.loading import describe_model
-from models.onnx_backend import OnnxBackend
+from models.onnx_backend import OnnxBackend, cached_export
 from models.runtime import EncoderBackend, TorchBackend
 from models.tokenization import TextTokenizer
 
@@ -50,7 +50,7 @@ def in_process_baseline(sentences: list[str], runtime: str) -> tuple[list[tuple[
     description = describe_model(minilm_path())
     tokenizer = TextTokenizer.from_folder(minilm_path(), description.max_input_tokens)
     backend: EncoderBackend = (
-        OnnxBackend(description, default_home() / "onnx", threads)
+        OnnxBackend(description, cached_export(description, default_home() / "onnx"), threads)
         if runtime == "onnx"
         else TorchBackend(description, "cpu", "float32")
     )

@@ -24,6 +24,8 @@ SUPPORTED_MODEL_TYPES = frozenset({"bert", "distilbert", "roberta", "xlm-roberta
 #: RoBERTa-style position ids start after the padding index, which costs two positions.
 _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+#: An ONNX-only folder (an int8 variant) has no safetensors: its graph is its weights.
+ONNX_FILE = "model.onnx"
 _PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5")
 #: Hard cap on tokens per input: past this, attention cost makes one input a denial of service.
 _MAX_TOKENS_CAP = 8192
@@ -42,6 +44,12 @@ class ModelDescription:
     labels: tuple[str, ...]
     fingerprint: str
     variant: dict[str, Any] | None
+    weights: Path
+
+    @property
+    def onnx_only(self) -> bool:
+        """Whether the folder holds an ONNX graph and no PyTorch weights (only ONNX Runtime can run it)."""
+        return self.weights.name == ONNX_FILE
 
 
 def resolve_source(source: str, revision: str | None = None) -> Path:
@@ -76,8 +84,8 @@ def _fetch_from_hub(repo_id: str, revision: str | None) -> Path:
 
 
 def check_weights(path: Path) -> Path:
-    """Return the safetensors weight file of ``path``; refuse pickle-only or missing weights."""
-    for name in _WEIGHT_FILES:
+    """Return the weight file of ``path`` (safetensors, else ``model.onnx``); refuse pickle or none."""
+    for name in (*_WEIGHT_FILES, ONNX_FILE):
         if (path / name).is_file():
             return path / name
     pickled = [name for name in _PICKLE_FILES if (path / name).exists()]
@@ -86,7 +94,7 @@ def check_weights(path: Path) -> Path:
             f"{path}: only pickle weights ({pickled[0]}) found; bertserve loads safetensors only "
             "(convert with transformers' save_pretrained(safe_serialization=True))"
         )
-    raise ModelLoadError(f"{path}: no model.safetensors found")
+    raise ModelLoadError(f"{path}: no model.safetensors (or model.onnx) found")
 
 
 def read_json(file: Path) -> dict[str, Any]:
@@ -149,7 +157,9 @@ def fingerprint(weights: Path, variant: dict[str, Any] | None) -> str:
         stat = file.stat()
         digest.update(_file_digest(file, stat.st_size, stat.st_mtime_ns).encode())
     if variant:
-        digest.update(json.dumps(variant, sort_keys=True).encode())
+        # Eval figures are notes about the variant, not part of what it computes.
+        recipe = {key: value for key, value in variant.items() if key != "eval"}
+        digest.update(json.dumps(recipe, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
@@ -198,4 +208,5 @@ def describe_model(
         labels=labels,
         fingerprint=fingerprint(weights, variant),
         variant=variant,
+        weights=weights,
     )

@@ -12,6 +12,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,30 +101,49 @@ def cached_export(description: ModelDescription, cache_dir: Path) -> Path:
     return target
 
 
+def onnx_session(path: Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session for ``path`` with bertserve's threading settings."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle worker threads must sleep, not spin: the event loop and tokenizers share these cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        raise ModelLoadError(f"{path}: cannot load ONNX model ({type(exc).__name__})") from exc
+
+
+def onnx_model_path(description: ModelDescription, cache_dir: Path, quantize: str = "none") -> Path:
+    """The graph to run: the folder's own ``model.onnx``, or the cached export (int8 if asked)."""
+    if description.onnx_only:
+        if quantize != "none":
+            raise ModelLoadError(
+                f"{description.path}: already an ONNX graph; load-time quantize does not apply"
+            )
+        return description.weights
+    exported = cached_export(description, cache_dir)
+    if quantize == "none":
+        return exported
+    from models.compress.quantize import cached_int8
+
+    return cached_int8(description, exported)
+
+
 class OnnxBackend:
-    """ONNX Runtime on CPU, float32."""
+    """ONNX Runtime on CPU: float32, or int8 (a quantized variant, or quantized at load time)."""
 
-    def __init__(self, description: ModelDescription, cache_dir: Path, threads: int) -> None:
-        import onnxruntime as ort
-
+    def __init__(
+        self, description: ModelDescription, path: Path, threads: int, dtype: str = "float32"
+    ) -> None:
         self.description = description
         self.device = "cpu"
-        self.dtype = "float32"
-        self.path = (
-            description.path / "model.onnx"
-            if (description.path / "model.onnx").is_file()
-            else cached_export(description, cache_dir)
-        )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle worker threads must sleep, not spin: the event loop and tokenizers share these cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise ModelLoadError(f"{self.path}: cannot load ONNX model ({type(exc).__name__})") from exc
+        self.dtype = dtype
+        self.path = path
+        self.session = onnx_session(path, threads)
         self._inputs = [item.name for item in self.session.get_inputs()]
 
     def forward(self, batch: ModelInputs) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ import torch
 from models.errors import ModelLoadError
 from models.loading import ModelDescription
 from models.pooling import pool
+from models.structure import shrink_to, structure_from_json
 from models.tokenization import ModelInputs
 
 logger = logging.getLogger(__name__)
@@ -94,18 +95,42 @@ def load_module(description: ModelDescription, device: str, dtype: torch.dtype) 
     """Load the model's weights (safetensors, no remote code) in eval mode on ``device``."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
+    if description.onnx_only:
+        raise ModelLoadError(f"{description.path}: an ONNX-only variant; serve it with runtime onnx (CPU)")
     loader = AutoModelForSequenceClassification if description.task == "classify" else AutoModel
+    structure = (description.variant or {}).get("structure")
     try:
-        model = loader.from_pretrained(
-            str(description.path),
-            use_safetensors=True,
-            trust_remote_code=False,
-            dtype=dtype,
-        )
+        if structure is not None:
+            model = _load_pruned(description, loader, structure)
+        else:
+            model = loader.from_pretrained(
+                str(description.path),
+                use_safetensors=True,
+                trust_remote_code=False,
+                dtype=dtype,
+            )
+    except ModelLoadError:
+        raise
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for bad folders
         raise ModelLoadError(
             f"{description.path}: cannot load weights ({type(exc).__name__}: {exc})"
         ) from exc
+    model = model.to(dtype)
     if device == "cpu" and dtype == torch.float16:
         logger.warning("float16 on CPU is slow and imprecise; prefer float32 or bfloat16")
     return model.to(device).eval()
+
+
+def _load_pruned(description: ModelDescription, loader: Any, structure: Any) -> torch.nn.Module:
+    """Build the full-size model from its config, shrink it to the variant's structure, load weights."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(description.path), trust_remote_code=False)
+    model = loader.from_config(config)
+    shrink_to(model, structure_from_json(structure))
+    try:
+        model.load_state_dict(load_file(str(description.weights)), strict=True)
+    except RuntimeError as exc:  # shape or key mismatch: the folder and its variant.json disagree
+        raise ModelLoadError(f"{description.weights}: weights do not match variant.json's structure") from exc
+    return model

@@ -121,9 +121,12 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
                 "variant": (description.variant or {}).get("recipe", "base"),
                 "runtime": loaded.runtime,
                 "device": loaded.device,
-                "dtype": loaded.spec.dtype,
+                "dtype": loaded.dtype,
             }
         )
+        if loaded.drift is not None:
+            metrics.model_drift.labels(name, "min").set(loaded.drift.min_cosine)
+            metrics.model_drift.labels(name, "mean").set(loaded.drift.mean_cosine)
     metrics.ready.set(1)
     logger.info("ready: %s", ", ".join(m.spec.name for m in registry.models))
 

@@ -8,11 +8,11 @@ import logging
 import sys
 import typing
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from models import cli as models_cli
 from models.errors import ModelError
 from service.logs import configure_logging
 from service.settings import Settings
@@ -121,47 +121,10 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_settings_flags(commands.add_parser("serve", help="Serve the configured models over HTTP."))
-    models = commands.add_parser("models", help="Build model variants.")
-    model_commands = models.add_subparsers(dest="model_command", required=True)
-    finetune = model_commands.add_parser(
-        "finetune", help="Fine-tune the default sentiment classifier (Rotten Tomatoes)."
+    models_cli.add_commands(
+        commands.add_parser("models", help="Fetch data; build and evaluate model variants.")
     )
-    finetune.add_argument("--home", type=Path, default=None, help="Data directory.")
-    finetune.add_argument(
-        "--out", type=Path, default=None, help="Output folder (default: the builtin classifier's place)."
-    )
-    finetune.add_argument("--epochs", type=int, default=None)
-    finetune.add_argument("--max-train-examples", type=int, default=None)
-    finetune.add_argument("--no-progress", action="store_true")
     return parser
-
-
-def _finetune(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from models import defaults
-    from models.finetune import FinetuneConfig, finetune_classifier
-
-    home = args.home or Settings().home
-    config = FinetuneConfig()
-    if args.epochs is not None:
-        config = replace(config, epochs=args.epochs)
-    if args.max_train_examples is not None:
-        config = replace(config, max_train_examples=args.max_train_examples)
-    out = args.out or defaults.classifier_path(home)
-    result = finetune_classifier(
-        defaults.minilm_path(), out, home, config, progress=not args.no_progress, overwrite=True
-    )
-    print(
-        json.dumps(
-            {
-                "out": str(result.out_dir),
-                "heldout_accuracy": result.heldout_accuracy,
-                "seconds": round(result.seconds, 1),
-            }
-        )
-    )
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             configure_logging(settings.log_level, settings.log_format)
             return serve(settings)
         logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return _finetune(args)
+        return models_cli.run(args)
     except ValidationError as exc:
         print(f"bertserve: invalid settings:\n{exc}", file=sys.stderr)
         return 2

@@ -125,5 +125,11 @@ class Metrics:
         self.model_load_seconds = Gauge(
             f"{PREFIX}_model_load_seconds", "Seconds taken to load and warm up a model", ["model"], registry=r
         )
+        self.model_drift = Gauge(
+            f"{PREFIX}_model_drift_cosine",
+            "Cosine similarity to the model's reference (variant base, or float32) on the built-in sample",
+            ["model", "stat"],
+            registry=r,
+        )
         self.model_info = Info(f"{PREFIX}_model", "Served model", ["model"], registry=r)
         self.ready = Gauge(f"{PREFIX}_ready", "1 when every model is loaded", registry=r)

@@ -51,6 +51,18 @@ class ModelSpec(BaseModel):
         None, ge=2, description="Lower the model's own token limit (never raise it)."
     )
     revision: str | None = Field(None, description="Hub revision, for hub ids only.")
+    quantize: Literal["none", "int8"] = Field(
+        "none",
+        description="Quantize at load time: int8 runs the model's ONNX graph with per-channel int8 weights "
+        "(CPU, runtime auto or onnx; built once per model, cached under home).",
+    )
+    min_cosine: float | None = Field(
+        None,
+        gt=-1,
+        le=1,
+        description="Refuse to start unless the model's outputs stay at least this close (cosine, worst "
+        "sample) to its base's: a variant's base model, or float32 for quantize=int8.",
+    )
 
 
 def _default_models() -> list[ModelSpec]:

@@ -11,10 +11,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from models import defaults
+from models.backends import create_backend
+from models.drift import Drift, check_floor, measure_drift
 from models.errors import ModelError, ModelLoadError
 from models.loading import ModelDescription, describe_model, resolve_source
-from models.onnx_backend import OnnxBackend, onnx_available
-from models.runtime import EncoderBackend, TorchBackend, resolve_device
+from models.runtime import EncoderBackend
 from models.tokenization import TextTokenizer
 from service.cache.keys import RowScope
 from service.cache.tiers import ResultCache
@@ -37,7 +38,9 @@ class LoadedModel:
     engine: ModelEngine
     device: str
     runtime: str
+    dtype: str
     load_seconds: float
+    drift: Drift | None
 
 
 class ModelRegistry:
@@ -105,6 +108,16 @@ class ModelRegistry:
         description = self._describe(spec, progress=True)
         tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
         backend, runtime = self._backend(spec, description)
+        drift = measure_drift(description, backend, tokenizer, quantized_at_load=spec.quantize != "none")
+        if drift is not None:
+            logger.info(
+                "model %s: drift against %s: min cosine %.4f, mean %.4f",
+                spec.name,
+                drift.reference,
+                drift.min_cosine,
+                drift.mean_cosine,
+            )
+        check_floor(spec.name, drift, spec.min_cosine)
         engine = ModelEngine(
             spec.name,
             description,
@@ -124,26 +137,26 @@ class ModelRegistry:
             spec.name,
             description.task,
             runtime,
-            spec.dtype,
+            backend.dtype,
             backend.device,
             seconds,
         )
-        return LoadedModel(spec, engine, backend.device, runtime, seconds)
+        return LoadedModel(spec, engine, backend.device, runtime, backend.dtype, seconds, drift)
 
     def _backend(self, spec: ModelSpec, description: ModelDescription) -> tuple[EncoderBackend, str]:
-        on_cpu_fp32 = resolve_device(spec.device) == "cpu" and spec.dtype == "float32"
-        if spec.runtime == "onnx" and not on_cpu_fp32:
-            raise ModelLoadError(f"model {spec.name!r}: the onnx runtime serves float32 on CPU only")
-        if spec.runtime == "onnx" or (spec.runtime == "auto" and on_cpu_fp32 and onnx_available()):
-            threads = self._settings.threads or os.cpu_count() or 1
-            try:
-                return OnnxBackend(description, self._settings.home / "onnx", threads), "onnx"
-            except ModelLoadError as exc:
-                if spec.runtime == "onnx":
-                    raise
-                # auto: an architecture the exporter cannot handle is still served, by PyTorch.
-                logger.warning("model %s: ONNX unavailable (%s); serving with PyTorch", spec.name, exc)
-        return TorchBackend(description, spec.device, spec.dtype), "torch"
+        threads = self._settings.threads or os.cpu_count() or 1
+        try:
+            return create_backend(
+                description,
+                spec.runtime,
+                spec.device,
+                spec.dtype,
+                spec.quantize,
+                self._settings.home / "onnx",
+                threads,
+            )
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
 
     def _cached_rows(self, spec: ModelSpec, description: ModelDescription, runtime: str) -> CachedRows | None:
         if self._cache is None:
@@ -151,7 +164,7 @@ class ModelRegistry:
         scope = RowScope(
             fingerprint=description.fingerprint,
             runtime=runtime,
-            dtype=spec.dtype,
+            dtype=spec.dtype if spec.quantize == "none" else spec.quantize,
             task=description.task,
             pooling=description.pooling,
             max_tokens=description.max_input_tokens,

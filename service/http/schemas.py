@@ -118,6 +118,15 @@ class ErrorResponse(BaseModel):
     error_type: str
 
 
+class DriftInfo(BaseModel):
+    """Cosine similarity of a model's outputs to its reference on the built-in sample, at warm-up."""
+
+    reference: str
+    min_cosine: float
+    mean_cosine: float
+    samples: int
+
+
 class ModelInfo(BaseModel):
     """One served model, as /info reports it."""
 
@@ -134,6 +143,8 @@ class ModelInfo(BaseModel):
     hidden_size: int
     labels: list[str]
     load_seconds: float
+    variant: str | None = None
+    drift: DriftInfo | None = None
 
 
 class InfoResponse(BaseModel):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service import __version__
 from service.http.deps import MetricsDep, RegistryDep
-from service.http.schemas import InfoResponse, ModelInfo
+from service.http.schemas import DriftInfo, InfoResponse, ModelInfo
 
 router = APIRouter(tags=["meta"])
 
@@ -43,13 +45,15 @@ async def info(registry: RegistryDep) -> InfoResponse:
             task=loaded.engine.description.task,
             model_type=loaded.engine.description.model_type,
             device=loaded.device,
-            dtype=loaded.spec.dtype,
+            dtype=loaded.dtype,
             runtime=loaded.runtime,
             max_input_tokens=loaded.engine.description.max_input_tokens,
             pooling=loaded.engine.description.pooling if loaded.engine.task == "embed" else None,
             hidden_size=loaded.engine.description.hidden_size,
             labels=list(loaded.engine.description.labels),
             load_seconds=round(loaded.load_seconds, 3),
+            variant=(loaded.engine.description.variant or {}).get("recipe"),
+            drift=DriftInfo(**dataclasses.asdict(loaded.drift)) if loaded.drift else None,
         )
         for loaded in registry.models
     ]

@@ -1,0 +1,211 @@
+"""The ``eval`` step: quality and speed of variants against their base, measured side by side in one run.
+
+Every model runs through the backend the service would pick for it (ONNX Runtime on CPU for float32 and
+int8), on the same real sentences:
+
+- quality: STS-B test Spearman (embedding models) or held-out sentiment accuracy (classifiers), and the
+  cosine of each output to the base's output on the same sentence (min and mean over STS-B test);
+- speed: in-process throughput on length-sorted batches of the engine's sizes (1, 8, 32), on all cores,
+  best of several rounds that alternate the models (the machines are shared and noisy: ratios measured
+  together are what counts), and the median latency of one sentence;
+- size: bytes of the weight files on disk, and the number of parameters (weight elements).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from models.backends import create_backend
+from models.compress.quantize import cosine_drift
+from models.data import SENTIMENT_LABELS, load_sts, sentiment_splits
+from models.loading import ModelDescription, describe_model
+from models.runtime import EncoderBackend
+from models.tokenization import TextTokenizer
+
+BATCH_SIZES = (1, 8, 32)
+
+
+@dataclass
+class Candidate:
+    """One model under evaluation."""
+
+    name: str
+    description: ModelDescription
+    backend: EncoderBackend
+    runtime: str
+    tokenizer: TextTokenizer
+
+
+def load_candidate(name: str, path: Path, home: Path, threads: int) -> Candidate:
+    """Load ``path`` the way the service would on CPU (runtime auto, float32 or the variant's int8)."""
+    description = describe_model(path)
+    backend, runtime = create_backend(description, "auto", "cpu", "float32", "none", home / "onnx", threads)
+    tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
+    return Candidate(name, description, backend, runtime, tokenizer)
+
+
+def model_outputs(candidate: Candidate, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    """Rows for ``texts`` in their order (computed in length-sorted batches)."""
+    items = candidate.tokenizer.encode(list(texts), truncate=True)
+    order = sorted(range(len(items)), key=lambda i: items[i].tokens)
+    rows: np.ndarray | None = None
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        out = candidate.backend.forward(candidate.tokenizer.collate([items[i] for i in chunk]))
+        if rows is None:
+            rows = np.empty((len(items), out.shape[-1]), dtype=np.float32)
+        rows[chunk] = out
+    assert rows is not None
+    return rows
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks with ties sharing their average rank (as Spearman's rho needs)."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    sorted_values = values[order]
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
+            end += 1
+        ranks[order[start : end + 1]] = (start + end) / 2
+        start = end + 1
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation of ``a`` and ``b``."""
+    ra, rb = average_ranks(np.asarray(a, dtype=np.float64)), average_ranks(np.asarray(b, dtype=np.float64))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def quality(candidate: Candidate, home: Path) -> tuple[dict[str, float], np.ndarray]:
+    """The task figure, and the rows the cosine-to-base comparison uses (STS-B test sentences)."""
+    pairs = load_sts("test", home)
+    sentences = sorted({text for pair in pairs for text in (pair.sentence1, pair.sentence2)})
+    rows = model_outputs(candidate, sentences)
+    if candidate.description.task == "classify":
+        _, heldout = sentiment_splits(home)
+        logits = model_outputs(candidate, [example.text for example in heldout])
+        labels = list(candidate.description.labels)
+        index = (
+            [labels.index(label) for label in SENTIMENT_LABELS]
+            if set(labels) == set(SENTIMENT_LABELS)
+            else None
+        )
+        predicted = logits.argmax(axis=1) if index is None else np.asarray(index)[logits.argmax(axis=1)]
+        # ``predicted`` holds class indices of the model; map them to the data's label order.
+        mapped = [
+            SENTIMENT_LABELS.index(labels[i]) if index is not None else int(i) for i in logits.argmax(axis=1)
+        ]
+        del predicted
+        accuracy = float(np.mean([p == example.label for p, example in zip(mapped, heldout, strict=True)]))
+        return {"sentiment_accuracy": round(accuracy, 4)}, rows
+    position = {text: i for i, text in enumerate(sentences)}
+    normalised = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    similarity = [float(normalised[position[p.sentence1]] @ normalised[position[p.sentence2]]) for p in pairs]
+    return {"sts_spearman": round(spearman(similarity, [p.score for p in pairs]), 4)}, rows
+
+
+def throughput(candidate: Candidate, texts: Sequence[str], batch_size: int) -> tuple[float, float]:
+    """Sentences per second over ``texts`` in length-sorted batches, and the median batch latency (ms)."""
+    items = candidate.tokenizer.encode(list(texts), truncate=True)
+    items.sort(key=lambda item: item.tokens)
+    batches = [
+        candidate.tokenizer.collate(items[i : i + batch_size]) for i in range(0, len(items), batch_size)
+    ]
+    candidate.backend.forward(batches[len(batches) // 2])  # warm-up
+    latencies = []
+    started = time.perf_counter()
+    for batch in batches:
+        began = time.perf_counter()
+        candidate.backend.forward(batch)
+        latencies.append(time.perf_counter() - began)
+    elapsed = time.perf_counter() - started
+    return len(items) / elapsed, float(np.median(latencies) * 1000)
+
+
+def speed(
+    candidates: Sequence[Candidate], texts: Sequence[str], rounds: int, progress: bool
+) -> dict[str, dict[str, float]]:
+    """Best-of-``rounds`` throughput per batch size and p50 single-sentence latency, models alternating."""
+    best: dict[str, dict[str, float]] = {c.name: {} for c in candidates}
+    steps = tqdm(total=rounds * len(candidates), desc="speed", disable=not progress)
+    for _ in range(rounds):
+        for candidate in candidates:
+            figures = best[candidate.name]
+            for size in BATCH_SIZES:
+                sample = texts[: 256 if size == 1 else len(texts)]
+                rate, latency = throughput(candidate, sample, size)
+                figures[f"throughput_b{size}"] = max(figures.get(f"throughput_b{size}", 0.0), round(rate, 1))
+                if size == 1:
+                    figures["p50_ms"] = min(figures.get("p50_ms", float("inf")), round(latency, 3))
+            steps.update(1)
+    steps.close()
+    return best
+
+
+def footprint(description: ModelDescription) -> dict[str, int]:
+    """Bytes of the weight file on disk and the number of weight elements."""
+    if description.onnx_only:
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(description.weights)).graph
+        params = sum(int(numpy_helper.to_array(init).size) for init in graph.initializer)
+    else:
+        from safetensors import safe_open
+
+        with safe_open(str(description.weights), framework="np") as handle:
+            params = sum(int(np.prod(handle.get_slice(key).get_shape())) for key in handle.keys())  # noqa: SIM118 (not iterable)
+    return {"size_bytes": description.weights.stat().st_size, "parameters": params}
+
+
+def evaluate(
+    base: Path,
+    variants: dict[str, Path],
+    home: Path,
+    rounds: int = 3,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Quality and speed of ``base`` and each variant (name -> folder), measured in one run."""
+    threads = threads or os.cpu_count() or 1
+    candidates = [load_candidate("base", base, home, threads)]
+    candidates += [load_candidate(name, path, home, threads) for name, path in variants.items()]
+    results: dict[str, dict[str, Any]] = {}
+    reference: np.ndarray | None = None
+    for candidate in tqdm(candidates, desc="quality", disable=not progress):
+        figures, rows = quality(candidate, home)
+        reference = rows if reference is None else reference
+        low, mean = cosine_drift(reference, rows)
+        recipe = (candidate.description.variant or {}).get("recipe", "base")
+        results[candidate.name] = {
+            "path": str(candidate.description.path),
+            "recipe": recipe,
+            "runtime": candidate.runtime,
+            "dtype": candidate.backend.dtype,
+            "task": candidate.description.task,
+            **figures,
+            "cosine_min": round(low, 5),
+            "cosine_mean": round(mean, 5),
+            **footprint(candidate.description),
+        }
+    pairs = load_sts("test", home)
+    texts = list(dict.fromkeys(p.sentence1 for p in pairs))[:512]
+    for name, figures in speed(candidates, texts, rounds, progress).items():
+        results[name].update(figures)
+    base_rate = results["base"]["throughput_b32"]
+    for figures in results.values():
+        figures["speedup_b32"] = round(figures["throughput_b32"] / base_rate, 3)
+        figures["speedup_b1"] = round(figures["throughput_b1"] / results["base"]["throughput_b1"], 3)
+    return results

@@ -1,0 +1,104 @@
+"""How far a served variant's outputs are from its base model's, checked at warm-up.
+
+A quantized, pruned or distilled variant is only as good as its distance from the model it replaces.
+At start-up, when the base is available, both run the built-in sample (:mod:`models.sample`) and the
+cosine similarity of matching outputs (embeddings, or logits for classifiers) is reported in ``/info``
+and as a metric; a configured floor refuses to serve a variant that drifted too far.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.errors import ModelLoadError
+from models.loading import ModelDescription, describe_model
+from models.runtime import EncoderBackend, TorchBackend
+from models.sample import SAMPLE_TEXTS
+from models.tokenization import TextTokenizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Cosine similarity between a model's outputs and its reference's, on the built-in sample."""
+
+    reference: str
+    min_cosine: float
+    mean_cosine: float
+    samples: int
+
+
+def sample_rows(backend: EncoderBackend, tokenizer: TextTokenizer) -> np.ndarray:
+    """The backend's rows for the built-in sample (one batch)."""
+    return backend.forward(tokenizer.collate(tokenizer.encode(list(SAMPLE_TEXTS), truncate=True)))
+
+
+def compare(reference: np.ndarray, rows: np.ndarray, what: str) -> Drift:
+    """Row-wise cosine between ``rows`` and ``reference``."""
+    dots = (reference * rows).sum(axis=1)
+    cosine = dots / np.maximum(np.linalg.norm(reference, axis=1) * np.linalg.norm(rows, axis=1), 1e-12)
+    return Drift(what, round(float(cosine.min()), 6), round(float(cosine.mean()), 6), len(rows))
+
+
+def base_of(description: ModelDescription) -> ModelDescription | None:
+    """The variant's base model, when its folder is here and still holds the same weights."""
+    entry = (description.variant or {}).get("base") or {}
+    path = entry.get("path")
+    if not path or not Path(path).is_dir():
+        return None
+    try:
+        base = describe_model(Path(path))
+    except ModelLoadError as exc:
+        logger.warning(
+            "%s: base model %s cannot be read (%s); drift not checked", description.path, path, exc
+        )
+        return None
+    if base.fingerprint != entry.get("fingerprint"):
+        logger.warning(
+            "%s: base model %s changed since the variant was built; drift not checked", description.path, path
+        )
+        return None
+    return base
+
+
+def variant_drift(
+    description: ModelDescription, backend: EncoderBackend, tokenizer: TextTokenizer
+) -> Drift | None:
+    """Drift of a variant against its base (PyTorch float32 on CPU), or None without a usable base."""
+    base = base_of(description)
+    if base is None:
+        return None
+    reference = TorchBackend(base, "cpu", "float32")
+    return compare(sample_rows(reference, tokenizer), sample_rows(backend, tokenizer), f"base {base.path}")
+
+
+def check_floor(name: str, drift: Drift | None, floor: float | None) -> None:
+    """Refuse (ModelLoadError) a model whose drift is below ``floor``, or cannot be measured."""
+    if floor is None:
+        return
+    if drift is None:
+        raise ModelLoadError(
+            f"model {name!r}: min_cosine {floor} is set but there is no base to compare with"
+        )
+    if drift.min_cosine < floor:
+        raise ModelLoadError(
+            f"model {name!r}: drift against {drift.reference} is too large "
+            f"(min cosine {drift.min_cosine:.4f} < floor {floor})"
+        )
+
+
+def measure_drift(
+    description: ModelDescription, backend: EncoderBackend, tokenizer: TextTokenizer, quantized_at_load: bool
+) -> Drift | None:
+    """Drift against float32 of the same model (load-time quantization) or against a variant's base."""
+    if quantized_at_load:
+        reference = TorchBackend(description, "cpu", "float32")
+        return compare(sample_rows(reference, tokenizer), sample_rows(backend, tokenizer), "float32")
+    if description.variant:
+        return variant_drift(description, backend, tokenizer)
+    return None
