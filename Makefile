@@ -55,14 +55,16 @@ variants: install-test
 	$(MODELS) quantize builtin:minilm-sentiment --out $(VARIANTS)/sentiment-int8 --overwrite
 	$(MODELS) prune $(EMBEDDER) --method magnitude --sparsity 0.5 --out $(VARIANTS)/minilm-magnitude50 --overwrite
 	$(MODELS) prune $(EMBEDDER) --keep-heads 0.5 --keep-neurons 0.5 --epochs 1 --out $(VARIANTS)/minilm-pruned --overwrite
-	$(MODELS) prune $(EMBEDDER) --keep-heads 0.5 --keep-neurons 0.5 --epochs 1 --importance random \
-		--out $(VARIANTS)/minilm-pruned-random --overwrite
+	$(MODELS) prune $(EMBEDDER) --keep-heads 0.5 --keep-neurons 0.5 --no-recovery \
+		--out $(VARIANTS)/minilm-pruned-norecovery --overwrite
+	$(MODELS) prune $(EMBEDDER) --keep-heads 0.5 --keep-neurons 0.5 --no-recovery --importance random \
+		--out $(VARIANTS)/minilm-pruned-random-norecovery --overwrite
 	$(MODELS) distill $(EMBEDDER) --layers 3 --epochs 2 --out $(VARIANTS)/minilm-l3 --overwrite
 	$(MODELS) prune $(VARIANTS)/minilm-l3 --keep-heads 0.75 --keep-neurons 0.5 --epochs 1 \
 		--out $(VARIANTS)/minilm-l3-pruned --overwrite
 	$(MODELS) quantize $(VARIANTS)/minilm-l3-pruned --out $(VARIANTS)/minilm-l3-pruned-int8 --overwrite
 	$(MODELS) eval $(EMBEDDER) $(addprefix $(VARIANTS)/,minilm-int8 minilm-magnitude50 minilm-pruned \
-		minilm-pruned-random minilm-l3 minilm-l3-pruned minilm-l3-pruned-int8) --json benchmarks/variants-embed.json
+		minilm-pruned-norecovery minilm-pruned-random-norecovery minilm-l3 minilm-l3-pruned minilm-l3-pruned-int8) --json benchmarks/variants-embed.json
 	$(MODELS) eval builtin:minilm-sentiment $(VARIANTS)/sentiment-int8 --json benchmarks/variants-classify.json
 	$(MODELS) report benchmarks/variants-embed.json benchmarks/variants-classify.json --out-dir benchmarks
 

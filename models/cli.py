@@ -57,8 +57,8 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed")
 
 
-def add_commands(models: argparse.ArgumentParser) -> None:
-    """Add the ``models`` sub-commands to ``models``' parser."""
+def add_commands(models: argparse.ArgumentParser) -> Any:
+    """Add the ``models`` sub-commands to ``models``' parser; returns its sub-parsers (to add more)."""
     sub = models.add_subparsers(dest="model_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", help="data directory (default BERTSERVE_HOME or ~/.cache/bertserve)")
@@ -114,6 +114,7 @@ def add_commands(models: argparse.ArgumentParser) -> None:
     report = sub.add_parser("report", parents=[common], help="Markdown table and PNG plot of eval results")
     report.add_argument("results", nargs="+", type=Path, help="JSON files written by `models eval --json`")
     report.add_argument("--out-dir", type=Path, default=Path("benchmarks"), help="where to write them")
+    return sub
 
 
 def _print_table(results: dict[str, dict[str, Any]]) -> None:
