@@ -117,12 +117,45 @@ def serve(settings: Settings) -> int:
     return 0 if server.started else 3
 
 
+def prepare(settings: Settings) -> int:
+    """Resolve every configured model into ``settings.home``: build the builtin classifier when it was
+    never built, export the ONNX graphs, so that a later ``serve`` (an image, a volume) starts in seconds."""
+    from service.engine.registry import ModelRegistry
+
+    with ThreadPoolExecutor(1) as pool:
+        registry = ModelRegistry(settings.model_copy(update={"warmup": False}), pool)
+        try:
+            registry.load_all()
+        finally:
+            registry.close()
+    for loaded in registry.models:
+        print(
+            json.dumps(
+                {
+                    "model": loaded.spec.name,
+                    "path": str(loaded.engine.description.path),
+                    "runtime": loaded.runtime,
+                    "device": loaded.device,
+                    "seconds": round(loaded.load_seconds, 1),
+                }
+            )
+        )
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_settings_flags(commands.add_parser("serve", help="Serve the configured models over HTTP."))
-    models_cli.add_commands(
+    model_commands = models_cli.add_commands(
         commands.add_parser("models", help="Fetch data; build and evaluate model variants.")
+    )
+    add_settings_flags(
+        model_commands.add_parser(
+            "prepare",
+            help="Build and export the configured models (default: the embedded ones) into the data "
+            "directory, e.g. while building an image.",
+        )
     )
     return parser
 
@@ -136,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             configure_logging(settings.log_level, settings.log_format)
             return serve(settings)
         logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.model_command == "prepare":
+            return prepare(settings_from_args(args))
         return models_cli.run(args)
     except ValidationError as exc:
         print(f"bertserve: invalid settings:\n{exc}", file=sys.stderr)
