@@ -1,34 +1,61 @@
 # syntax=docker/dockerfile:1
-# bertserve image. CPU by default; CUDA with --build-arg TORCH_SPEC="torch==2.13.0" and a CUDA base image.
+# bertserve image, multi-stage. CPU build of PyTorch by default. For CUDA:
+#   --build-arg TORCH_SPEC=torch==2.13.0 --build-arg TORCH_INDEX_URL=
+# (PyPI's Linux wheel bundles the CUDA libraries; the host provides the driver.)
+# BASE_IMAGE: a Debian bookworm image; python3 and python3-venv are installed when it lacks them.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM ${BASE_IMAGE} AS build
-ARG TORCH_SPEC=torch==2.13.0
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+FROM ${BASE_IMAGE} AS base
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# hadolint ignore=DL3008
+RUN if ! python3 -c "import venv, ensurepip" 2>/dev/null; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+
+FROM base AS build
+ARG TORCH_SPEC=torch==2.13.0+cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN python3 -m venv /opt/bertserve
 WORKDIR /src
-# Dependencies first (layer cache): only pyproject and constraints change them.
-COPY pyproject.toml constraints.txt README.md ./
-RUN /opt/bertserve/bin/pip install "${TORCH_SPEC}" \
+# Dependencies first (layer cache): only pyproject.toml and constraints.txt change this layer. The
+# package itself is a stub here (empty modules, no README), replaced by the real code below.
+COPY pyproject.toml constraints.txt ./
+RUN /opt/bertserve/bin/pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "${TORCH_SPEC}" \
  && mkdir -p service models \
- && touch service/__init__.py models/__init__.py \
- && /opt/bertserve/bin/pip install --constraint constraints.txt .
+ && touch README.md service/__init__.py models/__init__.py \
+ && /opt/bertserve/bin/pip install --constraint constraints.txt . \
+ && /opt/bertserve/bin/pip uninstall --yes bertserve
+COPY README.md ./
 COPY service ./service
 COPY models ./models
-RUN /opt/bertserve/bin/pip install --no-deps --force-reinstall .
+RUN /opt/bertserve/bin/pip install --no-deps --constraint constraints.txt .
 
-FROM ${BASE_IMAGE} AS runtime
-RUN useradd --create-home --uid 10001 bertserve
+FROM base AS runtime
+RUN groupadd --gid 10001 bertserve \
+ && useradd --create-home --uid 10001 --gid 10001 bertserve \
+ && mkdir -p /data \
+ && chown bertserve /data
 COPY --from=build /opt/bertserve /opt/bertserve
 ENV PATH=/opt/bertserve/bin:$PATH \
     BERTSERVE_HOST=0.0.0.0 \
     BERTSERVE_PORT=8080 \
     BERTSERVE_HOME=/data \
     HF_HUB_OFFLINE=1
-RUN mkdir -p /data && chown bertserve /data
-USER bertserve
-VOLUME ["/data"]
+USER 10001:10001
+WORKDIR /home/bertserve
+# The embedded models, built into the image: the sentiment classifier is fine-tuned (a few minutes on
+# a CPU; its training data comes from PyPI) and both ONNX graphs exported, so a container starts in
+# seconds. The fine-tune's dataset cache is dropped afterwards. Mount a volume on /data to keep
+# models configured later (BERTSERVE_MODELS) across restarts.
+RUN bertserve models prepare \
+ && rm -rf /data/data
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=600s --retries=3 \
-  CMD ["python3", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2).status != 200)"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
+  CMD ["python3", "-c", "import os, sys, urllib.request; port = os.environ.get('BERTSERVE_PORT', '8080'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=2).status != 200)"]
+# Exec form: bertserve is PID 1 and gets SIGTERM itself (stops accepting, drains in-flight requests
+# for BERTSERVE_SHUTDOWN_GRACE_S, then exits).
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["bertserve", "serve"]
