@@ -155,6 +155,8 @@ async def test_deadline_gives_504_and_queue_drains(make_settings: Callable[..., 
         statuses = [r.status_code for r in await responses]
         assert statuses == [504] * 4
         assert (await client.post("/embed", json={"inputs": "on time"})).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        assert 'bertserve_rejections_total{model="tiny-embed",reason="deadline"} 4.0' in metrics
         await _drained(engine)
         # only the batch already inside the model ran; the expired ones were dropped before it
         assert len(gated.batches) <= 2
