@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PIP := $(BIN)/pip install --quiet --constraint constraints.txt
 
-.PHONY: install install-test serve test lint eval-sts variants clean
+.PHONY: install install-test serve test lint smoke eval-sts variants clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check service models tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile docker/smoke/*.Dockerfile
+
+## Container smoke test with podman (not part of `make test`; needs root, podman, runc, debootstrap:
+## see DEVELOPERS.md): builds the image, runs it, checks health, /embed, /classify, /metrics and SIGTERM,
+## then the compose stack with Prometheus scraping bertserve. Builds the image: about 10-20 minutes.
+smoke: install-test
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash docker/smoke.sh
 
 eval-sts: install-test
 	$(BIN)/python -m benchmarks.eval_sts --url http://$(HOST):$(PORT)
