@@ -31,7 +31,10 @@ RUN /opt/bertserve/bin/pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_
 COPY README.md ./
 COPY service ./service
 COPY models ./models
-RUN /opt/bertserve/bin/pip install --no-deps --constraint constraints.txt .
+# (build/ and the egg-info hold the stub package from the dependency layer: drop them first.)
+RUN rm -rf build ./*.egg-info \
+ && /opt/bertserve/bin/pip install --no-deps --constraint constraints.txt . \
+ && /opt/bertserve/bin/python -c "import service.app"
 
 FROM base AS runtime
 RUN groupadd --gid 10001 bertserve \

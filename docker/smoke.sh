@@ -100,6 +100,8 @@ build_images() {
 wait_healthy() { # container, seconds
   local deadline=$((SECONDS + $2))
   until podman healthcheck run "$1" >/dev/null 2>&1; do
+    [[ $(podman inspect "$1" --format '{{.State.Running}}') == true ]] ||
+      fail "$1 exited: $(podman logs --tail 5 "$1" 2>&1)"
     ((SECONDS < deadline)) || fail "$1 not healthy after $2 s: $(podman logs --tail 5 "$1" 2>&1)"
     sleep 2
   done
