@@ -17,13 +17,13 @@ from service.http.schemas import InputLimits, check_inputs
 
 pytestmark = pytest.mark.unit
 
-LIMITS = InputLimits(max_inputs=8, max_chars=40)
+LIMITS = InputLimits(max_inputs=8, max_chars=40, max_total_chars=150)
 
 
 @given(st.one_of(st.text(max_size=60), st.lists(st.text(max_size=60), max_size=12)))
 def test_inputs_are_accepted_exactly_when_within_limits(inputs: str | list[str]) -> None:
     texts = [inputs] if isinstance(inputs, str) else inputs
-    valid = 0 < len(texts) <= 8 and all(0 < len(t) <= 40 for t in texts)
+    valid = 0 < len(texts) <= 8 and all(0 < len(t) <= 40 for t in texts) and sum(map(len, texts)) <= 150
     try:
         assert check_inputs(inputs, LIMITS) == texts
         assert valid
