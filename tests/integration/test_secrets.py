@@ -102,3 +102,7 @@ async def test_no_secret_in_logs_info_or_errors(
         assert all(secret not in text for text in answered), secret
         assert all(secret not in str(response.headers) for response in errors), secret
     assert row_prefix not in logged
+    access = [json.loads(line) for line in logged.splitlines() if '"logger": "bertserve.access"' in line]
+    answered_200 = [line for line in access if line["route"] == "/embed" and line["status"] == 200]
+    assert answered_200
+    assert all(line["api_key"] == 0 for line in answered_200)  # the key's position only
