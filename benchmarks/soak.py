@@ -4,8 +4,9 @@ Starts a real redis-server (free loopback port) and ``python -m service`` on the
 the memory+redis cache, measures capacity in a short closed-loop calibration, then sends a mixed load
 (embed and classify, repeated and unique texts, some oversize and invalid requests) as Poisson arrivals
 at ~80% of that capacity. Prints one row per minute (requests, statuses, latency percentiles of the
-served requests, server RSS) and verdicts: no 5xx (nor client-side transport errors), RSS growth after warm-up under 10%, p99 of the
-last minute within 1.5x of the first minute after warm-up. Exit status 1 if a verdict fails.
+served requests, server RSS) and verdicts: no 5xx (nor client-side transport errors), RSS growth
+after warm-up under 10%, p99 of the last minute within 1.5x of the first minute after warm-up. Exit
+status 1 if a verdict fails.
 
     python -m benchmarks.soak                     # 10 minutes at 80% of measured capacity
     python -m benchmarks.soak --minutes 2 --rate 20
