@@ -35,8 +35,10 @@ def _responses(model: type[BaseModel], statuses: dict[int, str]) -> dict[int | s
 ERROR_RESPONSES = _responses(ErrorResponse, _INFERENCE_ERRORS)
 #: Error responses of /v1/embeddings, in OpenAI's shape.
 OPENAI_ERROR_RESPONSES = _responses(OpenAIErrorResponse, _INFERENCE_ERRORS)
-#: Error responses of the GET routes: only the key check.
-META_RESPONSES = _responses(ErrorResponse, {401: _INFERENCE_ERRORS[401]})
+#: Error responses of the GET routes: the key check and the key's rate limit.
+META_RESPONSES = _responses(
+    ErrorResponse, {401: _INFERENCE_ERRORS[401], 429: "API key over its rate; see Retry-After"}
+)
 
 
 def install_openapi(app: FastAPI, keys_required: bool, open_paths: list[str]) -> None:
