@@ -66,13 +66,13 @@ variants: install-test
 	$(MODELS) quantize $(EMBEDDER) --out $(VARIANTS)/minilm-int8 --overwrite
 	$(MODELS) quantize builtin:minilm-sentiment --out $(VARIANTS)/sentiment-int8 --overwrite
 	$(MODELS) prune $(EMBEDDER) --method magnitude --sparsity 0.5 --out $(VARIANTS)/minilm-magnitude50 --overwrite
-	$(MODELS) prune $(EMBEDDER) --keep-heads 0.5 --keep-neurons 0.5 --epochs 1 --out $(VARIANTS)/minilm-pruned --overwrite
-	$(MODELS) prune $(EMBEDDER) --keep-heads 0.5 --keep-neurons 0.5 --no-recovery \
+	$(MODELS) prune $(EMBEDDER) --keep-heads 0.75 --keep-neurons 0.5 --epochs 2 --out $(VARIANTS)/minilm-pruned --overwrite
+	$(MODELS) prune $(EMBEDDER) --keep-heads 0.75 --keep-neurons 0.5 --no-recovery \
 		--out $(VARIANTS)/minilm-pruned-norecovery --overwrite
-	$(MODELS) prune $(EMBEDDER) --keep-heads 0.5 --keep-neurons 0.5 --no-recovery --importance random \
+	$(MODELS) prune $(EMBEDDER) --keep-heads 0.75 --keep-neurons 0.5 --no-recovery --importance random \
 		--out $(VARIANTS)/minilm-pruned-random-norecovery --overwrite
 	$(MODELS) distill $(EMBEDDER) --layers 3 --epochs 2 --out $(VARIANTS)/minilm-l3 --overwrite
-	$(MODELS) prune $(VARIANTS)/minilm-l3 --keep-heads 0.75 --keep-neurons 0.5 --epochs 1 \
+	$(MODELS) prune $(VARIANTS)/minilm-l3 --keep-heads 0.75 --keep-neurons 0.75 --epochs 2 \
 		--out $(VARIANTS)/minilm-l3-pruned --overwrite
 	$(MODELS) quantize $(VARIANTS)/minilm-l3-pruned --out $(VARIANTS)/minilm-l3-pruned-int8 --overwrite
 	$(MODELS) eval $(EMBEDDER) $(addprefix $(VARIANTS)/,minilm-int8 minilm-magnitude50 minilm-pruned \
