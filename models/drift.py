@@ -2,8 +2,8 @@
 
 A quantized, pruned or distilled variant is only as good as its distance from the model it replaces.
 At start-up, when the base is available, both run the built-in sample (:mod:`models.sample`) and the
-cosine similarity of matching outputs (embeddings, or logits for classifiers) is reported in ``/info``
-and as a metric; a configured floor refuses to serve a variant that drifted too far.
+cosine similarity of matching outputs (embeddings, or class probabilities for classifiers) is reported
+in ``/info`` and as a metric; a configured floor refuses to serve a variant that drifted too far.
 """
 
 from __future__ import annotations
@@ -38,11 +38,31 @@ def sample_rows(backend: EncoderBackend, tokenizer: TextTokenizer) -> np.ndarray
     return backend.forward(tokenizer.collate(tokenizer.encode(list(SAMPLE_TEXTS), truncate=True)))
 
 
-def compare(reference: np.ndarray, rows: np.ndarray, what: str) -> Drift:
-    """Row-wise cosine between ``rows`` and ``reference``."""
+def comparable(rows: np.ndarray, task: str) -> np.ndarray:
+    """What drift compares: embeddings as they are, a classifier's logits as class probabilities.
+
+    The logits of a two-class model near its decision boundary are short vectors that can point
+    anywhere (cosine -0.7 for a change of a few hundredths), so their cosine says nothing about the
+    predictions; the cosine of the probability vectors does.
+    """
+    if task != "classify":
+        return rows
+    shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def cosine_drift(reference: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
+    """Min and mean cosine similarity between matching rows."""
     dots = (reference * rows).sum(axis=1)
-    cosine = dots / np.maximum(np.linalg.norm(reference, axis=1) * np.linalg.norm(rows, axis=1), 1e-12)
-    return Drift(what, round(float(cosine.min()), 6), round(float(cosine.mean()), 6), len(rows))
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(rows, axis=1)
+    cosine = dots / np.maximum(norms, 1e-12)
+    return float(cosine.min()), float(cosine.mean())
+
+
+def compare(reference: np.ndarray, rows: np.ndarray, what: str, task: str = "embed") -> Drift:
+    """Row-wise cosine between ``rows`` and ``reference`` (see :func:`comparable`)."""
+    low, mean = cosine_drift(comparable(reference, task), comparable(rows, task))
+    return Drift(what, round(low, 6), round(mean, 6), len(rows))
 
 
 def base_of(description: ModelDescription) -> ModelDescription | None:
@@ -74,7 +94,8 @@ def variant_drift(
     if base is None:
         return None
     reference = TorchBackend(base, "cpu", "float32")
-    return compare(sample_rows(reference, tokenizer), sample_rows(backend, tokenizer), f"base {base.path}")
+    rows = sample_rows(backend, tokenizer)
+    return compare(sample_rows(reference, tokenizer), rows, f"base {base.path}", description.task)
 
 
 def check_floor(name: str, drift: Drift | None, floor: float | None) -> None:
@@ -98,7 +119,8 @@ def measure_drift(
     """Drift against float32 of the same model (load-time quantization) or against a variant's base."""
     if quantized_at_load:
         reference = TorchBackend(description, "cpu", "float32")
-        return compare(sample_rows(reference, tokenizer), sample_rows(backend, tokenizer), "float32")
+        rows = sample_rows(backend, tokenizer)
+        return compare(sample_rows(reference, tokenizer), rows, "float32", description.task)
     if description.variant:
         return variant_drift(description, backend, tokenizer)
     return None

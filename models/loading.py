@@ -27,6 +27,8 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 #: An ONNX-only folder (an int8 variant) has no safetensors: its graph is its weights.
 ONNX_FILE = "model.onnx"
 _PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5")
+#: A safetensors header larger than this is not a real one (a header is a few kB per hundred tensors).
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
 #: Hard cap on tokens per input: past this, attention cost makes one input a denial of service.
 _MAX_TOKENS_CAP = 8192
 
@@ -84,9 +86,18 @@ def _fetch_from_hub(repo_id: str, revision: str | None) -> Path:
 
 
 def check_weights(path: Path) -> Path:
-    """Return the weight file of ``path`` (safetensors, else ``model.onnx``); refuse pickle or none."""
+    """Return the weight file of ``path`` (safetensors, else ``model.onnx``); refuse pickle or none.
+
+    Safetensors files are checked here (header and sizes), so a truncated or corrupt download stops
+    start-up with the file's name instead of failing later inside the runtime.
+    """
     for name in (*_WEIGHT_FILES, ONNX_FILE):
         if (path / name).is_file():
+            if name == "model.safetensors":
+                check_safetensors(path / name)
+            elif name.endswith(".index.json"):
+                for shard in sorted(set(read_json(path / name).get("weight_map", {}).values())):
+                    check_safetensors(path / shard)
             return path / name
     pickled = [name for name in _PICKLE_FILES if (path / name).exists()]
     if pickled:
@@ -95,6 +106,48 @@ def check_weights(path: Path) -> Path:
             "(convert with transformers' save_pretrained(safe_serialization=True))"
         )
     raise ModelLoadError(f"{path}: no model.safetensors (or model.onnx) found")
+
+
+def check_safetensors(file: Path) -> None:
+    """Refuse a safetensors file whose header is missing, unreadable or points past the file's end."""
+    if not file.is_file():
+        raise ModelLoadError(f"{file}: missing")
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        prefix = handle.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if length <= 0 or 8 + length > size or length > _MAX_HEADER_BYTES:
+            raise ModelLoadError(f"{file}: not a safetensors file (truncated or corrupt header)")
+        try:
+            header = json.loads(handle.read(length))
+        except ValueError:
+            raise ModelLoadError(f"{file}: not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelLoadError(f"{file}: not a safetensors file (header is not a JSON object)")
+    data_bytes = size - 8 - length
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1]):
+            raise ModelLoadError(f"{file}: corrupt safetensors header (tensor {name!r})")
+        if offsets[1] > data_bytes:
+            raise ModelLoadError(
+                f"{file}: truncated: tensor {name!r} ends at byte {offsets[1]} of {data_bytes} data bytes"
+            )
+
+
+def check_no_remote_code(path: Path, config: dict[str, Any]) -> None:
+    """Refuse folders that need custom code: ``auto_map`` or ``trust_remote_code`` in their configs."""
+    for name in ("config.json", "tokenizer_config.json"):
+        file = path / name
+        data = config if name == "config.json" else read_json(file) if file.is_file() else {}
+        for key in ("auto_map", "trust_remote_code"):
+            if data.get(key):
+                raise ModelLoadError(
+                    f"{file}: declares {key} (custom model code); bertserve never runs remote code, "
+                    "serve a model that the built-in BERT-family classes load"
+                )
 
 
 def read_json(file: Path) -> dict[str, Any]:
@@ -187,6 +240,7 @@ def describe_model(
             f"{path / 'config.json'}: model_type {model_type!r} is not a supported BERT-family "
             f"encoder ({', '.join(sorted(SUPPORTED_MODEL_TYPES))})"
         )
+    check_no_remote_code(path, config)
     if not (path / "tokenizer.json").is_file() and not (path / "vocab.txt").is_file():
         raise ModelLoadError(f"{path}: no tokenizer (tokenizer.json or vocab.txt) found")
     weights = check_weights(path)

@@ -24,6 +24,7 @@ from service.engine.registry import ModelRegistry
 from service.http.auth import ApiKeyMiddleware, TokenBuckets
 from service.http.errors import install_error_handlers
 from service.http.middleware import BodyLimitMiddleware, RequestObserverMiddleware
+from service.http.openapi import install_openapi
 from service.metrics import Metrics
 from service.routes import classify, embed, meta, openai
 from service.settings import Settings
@@ -84,6 +85,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
         else None
     )
     app.add_middleware(ApiKeyMiddleware, keys=keys, open_paths=settings.auth_open_paths, buckets=buckets)
+    install_openapi(app, keys_required=bool(keys), open_paths=settings.auth_open_paths)
     if settings.cors_origins:
         # Outside the key check: browsers send preflights without credentials.
         app.add_middleware(

@@ -101,7 +101,8 @@ def serve(settings: Settings) -> int:
         log_config=None,  # configure_logging routes uvicorn's loggers
         access_log=False,  # the app writes its own JSON access line per request
         lifespan="on",
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        # uvicorn annotates int but waits with asyncio.wait_for: fractions of a second work too.
+        timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
 

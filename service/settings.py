@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     )
     max_client_batch_size: int = Field(256, ge=1, description="Inputs per request at most; more gets 413.")
     max_input_chars: int = Field(100_000, ge=1, description="Characters per input at most; more gets 413.")
+    max_total_chars: int = Field(
+        2_000_000, ge=1, description="Characters in all inputs of one request at most; more gets 413."
+    )
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Request body bytes at most; more gets 413."
     )

@@ -24,8 +24,8 @@ import numpy as np
 from tqdm import tqdm
 
 from models.backends import create_backend
-from models.compress.quantize import cosine_drift
 from models.data import SENTIMENT_LABELS, load_sts, sentiment_splits
+from models.drift import comparable, cosine_drift
 from models.loading import ModelDescription, describe_model
 from models.runtime import EncoderBackend
 from models.tokenization import TextTokenizer
@@ -97,17 +97,9 @@ def quality(candidate: Candidate, home: Path) -> tuple[dict[str, float], np.ndar
         _, heldout = sentiment_splits(home)
         logits = model_outputs(candidate, [example.text for example in heldout])
         labels = list(candidate.description.labels)
-        index = (
-            [labels.index(label) for label in SENTIMENT_LABELS]
-            if set(labels) == set(SENTIMENT_LABELS)
-            else None
-        )
-        predicted = logits.argmax(axis=1) if index is None else np.asarray(index)[logits.argmax(axis=1)]
-        # ``predicted`` holds class indices of the model; map them to the data's label order.
-        mapped = [
-            SENTIMENT_LABELS.index(labels[i]) if index is not None else int(i) for i in logits.argmax(axis=1)
-        ]
-        del predicted
+        named = set(labels) == set(SENTIMENT_LABELS)
+        # The model's class indices, mapped to the data's label order when it names the same labels.
+        mapped = [SENTIMENT_LABELS.index(labels[i]) if named else int(i) for i in logits.argmax(axis=1)]
         accuracy = float(np.mean([p == example.label for p, example in zip(mapped, heldout, strict=True)]))
         return {"sentiment_accuracy": round(accuracy, 4)}, rows
     position = {text: i for i, text in enumerate(sentences)}
@@ -187,7 +179,8 @@ def evaluate(
     for candidate in tqdm(candidates, desc="quality", disable=not progress):
         figures, rows = quality(candidate, home)
         reference = rows if reference is None else reference
-        low, mean = cosine_drift(reference, rows)
+        task = candidate.description.task
+        low, mean = cosine_drift(comparable(reference, task), comparable(rows, task))
         recipe = (candidate.description.variant or {}).get("recipe", "base")
         results[candidate.name] = {
             "path": str(candidate.description.path),

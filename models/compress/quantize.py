@@ -24,6 +24,7 @@ from tqdm import tqdm
 from models.compress.distill import pruned_structure
 from models.compress.variant import copy_model_files, publishing, save_torch_weights, write_manifest
 from models.data import load_sts
+from models.drift import comparable, cosine_drift
 from models.errors import TrainingError
 from models.loading import ONNX_FILE, ModelDescription, describe_model
 from models.onnx_backend import export_onnx, onnx_session
@@ -54,10 +55,12 @@ def weight_matmuls(model_path: Path) -> list[str]:
 
 
 class _QuietQuantizer(logging.Filter):
-    """Drops the quantizer's per-tensor INFO chatter, which it logs on the root logger."""
+    """Drops the quantizer's per-tensor chatter, which it logs on the root logger: INFO lines and a
+    "consider pre-processing" WARNING repeated for every trial quantization (our graphs are already
+    optimized by the exporter, so the advice does not apply)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or "onnxruntime" not in record.pathname
+        return record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname
 
 
 def quantize_file(source: Path, target: Path, keep_float: list[str]) -> None:
@@ -102,32 +105,26 @@ def _rows(model_path: Path, tokenizer: TextTokenizer, texts: list[str], threads:
     return rows
 
 
-def cosine_drift(reference: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
-    """Min and mean cosine similarity between matching rows."""
-    dots = (reference * rows).sum(axis=1)
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(rows, axis=1)
-    cosine = dots / np.maximum(norms, 1e-12)
-    return float(cosine.min()), float(cosine.mean())
-
-
 def build_int8(
     fp32: Path,
     target: Path,
     tokenizer: TextTokenizer,
     texts: list[str],
     targets: Int8Targets,
+    task: str,
     threads: int = 2,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Quantize ``fp32`` into ``target``; the most sensitive matrices stay float32 until ``targets`` hold."""
-    reference = _rows(fp32, tokenizer, texts, threads)
+    """Quantize ``fp32`` into ``target``; the most sensitive matrices stay float32 until ``targets`` hold
+    (drift measured on what :func:`models.drift.comparable` compares for the model's ``task``)."""
+    reference = comparable(_rows(fp32, tokenizer, texts, threads), task)
     candidates = weight_matmuls(fp32)
     with tempfile.TemporaryDirectory() as scratch:
         trial = Path(scratch) / "trial.onnx"
 
         def drift_with(keep_float: list[str]) -> tuple[float, float]:
             quantize_file(fp32, trial, keep_float)
-            return cosine_drift(reference, _rows(trial, tokenizer, texts, threads))
+            return cosine_drift(reference, comparable(_rows(trial, tokenizer, texts, threads), task))
 
         def met(drift: tuple[float, float]) -> bool:
             return drift[0] >= targets.min_cosine and drift[1] >= targets.min_mean_cosine
@@ -183,7 +180,9 @@ def quantize_int8(
     with publishing(out, overwrite) as scratch:
         fp32 = export_onnx(base, scratch / "float32.onnx")
         texts = calibration_texts(home)
-        report = build_int8(fp32, scratch / ONNX_FILE, tokenizer, texts, targets, threads, progress)
+        report = build_int8(
+            fp32, scratch / ONNX_FILE, tokenizer, texts, targets, base.task, threads, progress
+        )
         fp32.unlink()
         if not report["targets_met"]:
             logger.warning(
@@ -224,7 +223,8 @@ def cached_int8(description: ModelDescription, fp32: Path, threads: int = 2) -> 
     logger.info("quantizing %s to int8 (once per model fingerprint)", description.path)
     tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
     partial = target.with_suffix(".partial")
-    report = build_int8(fp32, partial, tokenizer, list(SAMPLE_TEXTS), Int8Targets(), threads)
+    texts = list(SAMPLE_TEXTS)
+    report = build_int8(fp32, partial, tokenizer, texts, Int8Targets(), description.task, threads)
     logger.info(
         "int8 drift on the built-in sample: %s; kept float32: %s",
         report["calibration"],

@@ -200,7 +200,12 @@ class ModelEngine:
         self.backend.forward(self.tokenizer.collate(items))
 
     def close(self) -> None:
-        """Finish what is queued and stop the batcher thread."""
+        """Stop the batcher thread at shutdown: the batch inside the model finishes, queued inputs are
+        dropped. By then the server has answered every request it finished in its grace period and
+        cancelled the others, so nobody waits for them (draining them could take minutes)."""
+        dropped = self.queue.discard()
+        if dropped:
+            logger.warning("model %s: %d queued inputs dropped at shutdown", self.name, dropped)
         self.batcher.stop()
 
 

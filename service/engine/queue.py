@@ -131,6 +131,14 @@ class BatchQueue:
             self._closed = True
             self._cond.notify_all()
 
+    def discard(self) -> int:
+        """Drop every waiting item, marking its request abandoned; returns how many were dropped."""
+        with self._cond:
+            dropped, self._items, self._tokens = self._items, [], 0
+        for item in dropped:
+            item.request.abandoned = True
+        return len(dropped)
+
     def _fill_deadline_pending(self, max_wait_s: float) -> bool:
         return time.perf_counter() - self._items[0].request.enqueued_at < max_wait_s
 

@@ -113,6 +113,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # FastAPI's body parsing: a body that is not UTF-8 (or not JSON) is a validation error, like
+        # malformed JSON; the decoder's message would quote the client's bytes, so a fixed one.
+        return error_response(request, 422, "validation", "body: not valid JSON in UTF-8")
     error_type = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
     return error_response(
         request, exc.status_code, error_type, str(exc.detail), headers=getattr(exc, "headers", None)

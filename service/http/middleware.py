@@ -131,6 +131,8 @@ class RequestObserverMiddleware:
                 "duration_ms": round(seconds * 1000, 3),
                 **state.get("usage_fields", {}),
             }
+            if "api_key_index" in state:  # which configured key (its position), never the key itself
+                fields["api_key"] = state["api_key_index"]
             access_log.info("request", extra={"fields": fields})
 
 

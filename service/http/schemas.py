@@ -5,18 +5,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from service.errors import EmptyInputError, PayloadTooLargeError
 
-
-def _lower(value: object) -> object:
-    # TEI clients send "Right"/"Left"; accept any case.
-    return value.lower() if isinstance(value, str) else value
+#: Request bodies are strict JSON: no "true" for a boolean, no 5.0 or true for an integer.
+STRICT = ConfigDict(strict=True)
 
 
-Direction = Annotated[Literal["right", "left"], BeforeValidator(_lower)]
-ModelName = Annotated[str, Field(min_length=1, max_length=256)]
+def _tei_direction(value: object) -> object:
+    # TEI's own clients send "Right" / "Left"; exactly those two spellings are accepted as well.
+    return value.lower() if value in ("Right", "Left") else value
+
+
+def _encodable(value: str) -> str:
+    """Refuse strings that hold unpaired UTF-16 surrogates (valid JSON escapes, but no text)."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text holds an unpaired surrogate (not valid Unicode)") from None
+    return value
+
+
+#: A string from a client: any Unicode text, but never unpaired surrogates (they break the tokenizer).
+Text = Annotated[str, AfterValidator(_encodable)]
+Direction = Annotated[
+    Literal["right", "left"],
+    BeforeValidator(_tei_direction),
+    WithJsonSchema({"type": "string", "enum": ["right", "left", "Right", "Left"]}),
+]
+ModelName = Annotated[Text, Field(min_length=1, max_length=256)]
+Inputs = Text | list[Text]
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,7 @@ class InputLimits:
 
     max_inputs: int
     max_chars: int
+    max_total_chars: int
 
 
 def check_inputs(inputs: str | list[str], limits: InputLimits) -> list[str]:
@@ -34,6 +55,7 @@ def check_inputs(inputs: str | list[str], limits: InputLimits) -> list[str]:
         raise EmptyInputError("inputs is empty")
     if len(texts) > limits.max_inputs:
         raise PayloadTooLargeError(f"{len(texts)} inputs in one request; the limit is {limits.max_inputs}")
+    total = 0
     for index, text in enumerate(texts):
         if not text:
             raise EmptyInputError(f"input {index} is an empty string")
@@ -41,13 +63,18 @@ def check_inputs(inputs: str | list[str], limits: InputLimits) -> list[str]:
             raise PayloadTooLargeError(
                 f"input {index} has {len(text)} characters; the limit is {limits.max_chars}"
             )
+        total += len(text)
+    if total > limits.max_total_chars:
+        raise PayloadTooLargeError(f"{total} characters in all inputs; the limit is {limits.max_total_chars}")
     return texts
 
 
 class EmbedRequest(BaseModel):
     """POST /embed (TEI-compatible)."""
 
-    inputs: str | list[str] = Field(description="One text or a list of texts.")
+    model_config = STRICT
+
+    inputs: Inputs = Field(description="One text or a list of texts.")
     normalize: bool = Field(True, description="L2-normalise each embedding.")
     truncate: bool = Field(True, description="Cut over-long inputs instead of refusing them.")
     truncation_direction: Direction = Field("right", description="Which end to cut.")
@@ -60,7 +87,9 @@ class EmbedRequest(BaseModel):
 class ClassifyRequest(BaseModel):
     """POST /classify and /predict (TEI-compatible)."""
 
-    inputs: str | list[str] = Field(description="One text or a list of texts.")
+    model_config = STRICT
+
+    inputs: Inputs = Field(description="One text or a list of texts.")
     raw_scores: bool = Field(False, description="Return logits instead of softmax probabilities.")
     top_k: int | None = Field(None, ge=1, le=4096, description="Keep the K best labels per input.")
     truncate: bool = Field(True, description="Cut over-long inputs instead of refusing them.")
@@ -78,13 +107,15 @@ class LabelScore(BaseModel):
 class OpenAIEmbeddingRequest(BaseModel):
     """POST /v1/embeddings (OpenAI embeddings API)."""
 
-    input: str | list[str] = Field(description="One text or a list of texts.")
+    model_config = STRICT
+
+    input: Inputs = Field(description="One text or a list of texts.")
     model: ModelName = Field(description="Served model name.")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="float: JSON numbers; base64: little-endian float32 bytes."
     )
     dimensions: int | None = Field(None, ge=1, le=65536, description="Keep the first N dimensions.")
-    user: str | None = Field(None, max_length=256, description="Ignored (OpenAI compatibility).")
+    user: Text | None = Field(None, max_length=256, description="Ignored (OpenAI compatibility).")
 
 
 class OpenAIEmbedding(BaseModel):
@@ -116,6 +147,21 @@ class ErrorResponse(BaseModel):
 
     error: str
     error_type: str
+
+
+class OpenAIErrorDetail(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class OpenAIErrorResponse(BaseModel):
+    """The error shape under /v1/ (OpenAI's)."""
+
+    error: OpenAIErrorDetail
 
 
 class DriftInfo(BaseModel):

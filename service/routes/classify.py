@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request, Response
 
 from service.engine.model_engine import ClassifyOptions
 from service.http.deps import Serving, ServingDep
+from service.http.openapi import ERROR_RESPONSES
 from service.http.schemas import ClassifyRequest, LabelScore
-from service.routes.common import ERROR_RESPONSES, InferenceCall
+from service.routes.common import InferenceCall
 
 router = APIRouter(tags=["classification"])
 

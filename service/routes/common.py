@@ -15,24 +15,10 @@ from service.engine.model_engine import CachePolicy, ModelEngine
 from service.engine.usage import Usage
 from service.errors import ClientDisconnectedError
 from service.http.deps import Serving
-from service.http.schemas import ErrorResponse, check_inputs
+from service.http.schemas import check_inputs
 from service.metrics import Metrics
 
 T = TypeVar("T")
-
-#: OpenAPI documentation of the error responses every inference route can give.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": text}
-    for status, text in {
-        400: "Empty input, or a model of the wrong task",
-        404: "Unknown model",
-        413: "Too many inputs, characters or body bytes",
-        422: "Invalid request, or an input over the token limit with truncate false",
-        429: "Queue full; retry after the Retry-After header's seconds",
-        503: "Models still loading",
-        504: "Not served within the request deadline",
-    }.items()
-}
 
 
 def json_response(content: Any, headers: dict[str, str] | None = None) -> Response:

@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request, Response
 
 from service.engine.model_engine import EmbedOptions
 from service.http.deps import ServingDep
+from service.http.openapi import ERROR_RESPONSES
 from service.http.schemas import EmbedRequest
-from service.routes.common import ERROR_RESPONSES, InferenceCall
+from service.routes.common import InferenceCall
 
 router = APIRouter(tags=["embeddings"])
 

@@ -3,25 +3,44 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from service import __version__
 from service.http.deps import MetricsDep, RegistryDep
-from service.http.schemas import DriftInfo, InfoResponse, ModelInfo
+from service.http.openapi import META_RESPONSES
+from service.http.schemas import DriftInfo, ErrorResponse, InfoResponse, ModelInfo
 
 router = APIRouter(tags=["meta"])
 
 
-@router.get("/health")
+class Status(BaseModel):
+    """Answer of /health and /ready."""
+
+    status: str
+
+
+_READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **META_RESPONSES,
+    503: {"model": ErrorResponse, "description": "Models still loading, or loading failed"},
+}
+_METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **META_RESPONSES,
+    200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+}
+
+
+@router.get("/health", response_model=Status, responses=META_RESPONSES)
 async def health() -> dict[str, str]:
     """Liveness: the process answers HTTP."""
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", response_model=Status, responses=_READY_RESPONSES)
 async def ready(registry: RegistryDep) -> JSONResponse:
     """Readiness: 200 once every model is loaded and warmed up, else 503."""
     if registry.ready:
@@ -34,7 +53,7 @@ async def ready(registry: RegistryDep) -> JSONResponse:
     return JSONResponse({"error": "models are still loading", "error_type": "not_ready"}, status_code=503)
 
 
-@router.get("/info", response_model=InfoResponse)
+@router.get("/info", response_model=InfoResponse, responses=META_RESPONSES)
 async def info(registry: RegistryDep) -> InfoResponse:
     """Served models and their properties."""
     models = [
@@ -60,7 +79,7 @@ async def info(registry: RegistryDep) -> InfoResponse:
     return InfoResponse(version=__version__, ready=registry.ready, models=models)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses=_METRICS_RESPONSES)
 async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus exposition of every bertserve metric."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Request, Response
 
 from service.engine.model_engine import EmbedOptions
 from service.http.deps import ServingDep
+from service.http.openapi import OPENAI_ERROR_RESPONSES
 from service.http.schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse
 from service.routes.common import InferenceCall
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-@router.post("/embeddings", response_model=OpenAIEmbeddingResponse)
+@router.post("/embeddings", response_model=OpenAIEmbeddingResponse, responses=OPENAI_ERROR_RESPONSES)
 async def create_embeddings(body: OpenAIEmbeddingRequest, request: Request, serving: ServingDep) -> Response:
     """Embed ``input``; vectors are L2-normalised, as OpenAI's are."""
     call = InferenceCall.begin(request, serving, body.input, body.model, "embed")

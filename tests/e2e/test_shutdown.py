@@ -50,3 +50,50 @@ def test_sigterm_finishes_in_flight_requests(home: Path, tmp_path: Path) -> None
     finally:
         if server.process.poll() is None:
             stop_server(server)
+
+
+async def _overload_then_sigterm(url: str, process_signal: object, requests: int) -> list[int | str]:
+    words = ["graceful", "shutdown", "cuts", "long", "work", "at", "its", "grace", "period"]
+    texts = [" ".join(words[(i + j) % len(words)] for j in range(200)) for i in range(64)]
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        pending = [
+            asyncio.ensure_future(client.post("/embed", json={"inputs": [f"{i} {t}" for t in texts]}))
+            for i in range(requests)
+        ]
+        await asyncio.sleep(1.0)  # queued: far more work than the grace period allows
+        assert callable(process_signal)
+        process_signal()
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+    return [o.status_code if isinstance(o, httpx.Response) else type(o).__name__ for o in outcomes]
+
+
+def test_sigterm_exits_within_the_grace_period(home: Path, tmp_path: Path) -> None:
+    grace = 2.0
+    server = start_server(
+        [
+            *["--model", "m=builtin:all-minilm-l6-v2", "--cache", "none"],
+            *["--shutdown-grace-s", str(grace), "--request-timeout-s", "300"],
+            *["--max-queue-tokens", "10000000", "--max-concurrent-requests", "1000"],
+        ],
+        home,
+        tmp_path / "server.log",
+    )
+    try:
+        wait_ready(server, 120)
+        signalled: list[float] = []
+
+        def sigterm() -> None:
+            signalled.append(time.monotonic())
+            server.process.send_signal(signal.SIGTERM)
+
+        outcomes = asyncio.run(_overload_then_sigterm(server.url, sigterm, requests=24))
+        server.process.wait(timeout=60)
+        took = time.monotonic() - signalled[0]
+        # The grace period, plus the batch already inside the model and the process's own exit.
+        assert took < grace + 6, f"exited {took:.1f} s after SIGTERM with a {grace} s grace period"
+        assert outcomes.count(200) < len(outcomes), "all work finished: the test did not overload"
+        log = server.log.read_text()
+        assert "timeout graceful shutdown exceeded" in log
+    finally:
+        if server.process.poll() is None:
+            stop_server(server)

@@ -67,11 +67,51 @@ async def test_invalid_requests_are_422(client: httpx.AsyncClient, payload: dict
     assert_error(await client.post(route, json=payload), 422, "validation")
 
 
-async def test_malformed_json_is_422(client: httpx.AsyncClient) -> None:
-    response = await client.post(
-        "/embed", content=b'{"inputs": ["a",', headers={"content-type": "application/json"}
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs": ["a",',
+        b'{"inputs": "\xff\xfe caf\xe9"}',  # not UTF-8
+        b"\xff",
+        b'{"inputs": "\\ud800"}',  # an unpaired surrogate, escaped: valid JSON, no text
+        b'{"inputs": ["fine", "x\\udc00y"]}',
+        b'{"inputs": "a", "truncate": 1}',  # strict JSON types: no coercion
+        b'{"inputs": "a", "truncate": "true"}',
+        b'{"inputs": "a", "truncation_direction": "RIGHT"}',
+    ],
+)
+async def test_malformed_bodies_are_422(client: httpx.AsyncClient, body: bytes) -> None:
+    for route in ("/embed", "/classify"):
+        response = await client.post(route, content=body, headers={"content-type": "application/json"})
+        assert_error(response, 422, "validation")
+    openai = await client.post(
+        "/v1/embeddings", content=body.replace(b'"inputs"', b'"model": "tiny-embed", "input"')
     )
-    assert_error(response, 422, "validation")
+    assert openai.status_code == 422
+    assert openai.json()["error"]["code"] == "validation"
+
+
+@pytest.mark.parametrize(
+    ("route", "fields"),
+    [
+        ("/embed", {"normalize": "true"}),
+        ("/embed", {"dimensions": 5.0}),
+        ("/embed", {"dimensions": True}),
+        ("/embed", {"dimensions": "5"}),
+        ("/classify", {"raw_scores": 1}),
+        ("/classify", {"top_k": 2.0}),
+    ],
+)
+async def test_json_types_are_strict(
+    client: httpx.AsyncClient, route: str, fields: dict[str, object]
+) -> None:
+    assert_error(await client.post(route, json={"inputs": "a", **fields}), 422, "validation")
+
+
+async def test_tei_direction_spellings(client: httpx.AsyncClient) -> None:
+    for direction in ("right", "left", "Right", "Left"):
+        body = {"inputs": "a b c", "truncation_direction": direction}
+        assert (await client.post("/embed", json=body)).status_code == 200
 
 
 async def test_dimensions_over_model_size_is_422(client: httpx.AsyncClient) -> None:
@@ -88,10 +128,16 @@ async def test_error_does_not_echo_input(client: httpx.AsyncClient) -> None:
 
 
 async def test_limits_are_413(make_settings: Callable[..., Settings]) -> None:
-    app = create_app(make_settings(max_client_batch_size=3, max_input_chars=50, max_body_bytes=2048))
+    app = create_app(
+        make_settings(max_client_batch_size=3, max_input_chars=50, max_total_chars=120, max_body_bytes=2048)
+    )
     async for client in started_client(app):
         assert_error(await client.post("/embed", json={"inputs": ["a"] * 4}), 413, "payload_too_large")
         assert_error(await client.post("/embed", json={"inputs": "x" * 51}), 413, "payload_too_large")
+        total = assert_error(
+            await client.post("/embed", json={"inputs": ["z" * 45] * 3}), 413, "payload_too_large"
+        )
+        assert "135 characters in all inputs; the limit is 120" in total
         big = await client.post("/embed", json={"inputs": ["y" * 40] * 60})
         assert_error(big, 413, "payload_too_large")
         openai = await client.post(

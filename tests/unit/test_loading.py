@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,45 @@ def test_pickle_only_weights_are_refused(tiny_embedder: Path, tmp_path: Path) ->
     folder = _copy(tiny_embedder, tmp_path / "m")
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
     with pytest.raises(ModelLoadError, match=r"pytorch_model\.bin.*safetensors only"):
+        describe_model(folder)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b[: len(b) // 2], r"truncated: tensor '.*' ends at byte"),
+        (lambda b: b[:4], r"not a safetensors file \(truncated or corrupt header\)"),
+        (lambda b: b"", r"not a safetensors file \(truncated or corrupt header\)"),
+        (lambda b: b[:8] + b"\xff" * (len(b) - 8), r"not a safetensors file \(header is not JSON\)"),
+        (lambda b: (2**40).to_bytes(8, "little") + b[8:], r"not a safetensors file \(truncated"),
+    ],
+)
+def test_corrupt_safetensors_are_refused(
+    tiny_embedder: Path, tmp_path: Path, damage: Callable[[bytes], bytes], message: str
+) -> None:
+    folder = _copy(tiny_embedder, tmp_path / "m")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors: " + message):
+        describe_model(folder)
+
+
+@pytest.mark.parametrize(
+    ("file", "fields"),
+    [
+        ("config.json", {"auto_map": {"AutoModel": "modeling_custom.CustomBert"}}),
+        ("config.json", {"trust_remote_code": True}),
+        ("tokenizer_config.json", {"auto_map": {"AutoTokenizer": ["tok.CustomTokenizer", None]}}),
+    ],
+)
+def test_remote_code_is_refused(
+    tiny_embedder: Path, tmp_path: Path, file: str, fields: dict[str, object]
+) -> None:
+    folder = _copy(tiny_embedder, tmp_path / "m")
+    config = json.loads((folder / file).read_text())
+    (folder / file).write_text(json.dumps({**config, **fields}))
+    key = next(iter(fields))
+    with pytest.raises(ModelLoadError, match=rf"{file}: declares {key} \(custom model code\)"):
         describe_model(folder)
 
 

@@ -17,13 +17,13 @@ from service.http.schemas import InputLimits, check_inputs
 
 pytestmark = pytest.mark.unit
 
-LIMITS = InputLimits(max_inputs=8, max_chars=40)
+LIMITS = InputLimits(max_inputs=8, max_chars=40, max_total_chars=150)
 
 
 @given(st.one_of(st.text(max_size=60), st.lists(st.text(max_size=60), max_size=12)))
 def test_inputs_are_accepted_exactly_when_within_limits(inputs: str | list[str]) -> None:
     texts = [inputs] if isinstance(inputs, str) else inputs
-    valid = 0 < len(texts) <= 8 and all(0 < len(t) <= 40 for t in texts)
+    valid = 0 < len(texts) <= 8 and all(0 < len(t) <= 40 for t in texts) and sum(map(len, texts)) <= 150
     try:
         assert check_inputs(inputs, LIMITS) == texts
         assert valid
@@ -91,3 +91,41 @@ def test_cache_keys_collide_only_for_identical_inputs(
 def test_one_changed_field_changes_the_key(scope: RowScope, text: str) -> None:
     changed = replace(scope, max_tokens=scope.max_tokens + 1)
     assert scope.key(text, "right") != changed.key(text, "right")
+
+
+#: Every field as free text, separators and surrogates included: the key must still tell them apart.
+ANY_OPTIONS = st.tuples(
+    st.text(max_size=8),
+    st.text(max_size=8),
+    st.text(max_size=8),
+    st.text(max_size=8),
+    st.text(max_size=8),
+    st.integers(0, 10**6),
+    st.text(max_size=8),
+    st.text(st.characters(codec=None), max_size=12),
+)
+
+
+@settings(max_examples=300)
+@given(ANY_OPTIONS, ANY_OPTIONS)
+def test_no_two_option_sets_share_a_cache_key(
+    a: tuple[str, str, str, str, str, int, str, str], b: tuple[str, str, str, str, str, int, str, str]
+) -> None:
+    key_a = RowScope(*a[:6]).key(a[7], a[6])
+    key_b = RowScope(*b[:6]).key(b[7], b[6])
+    assert (key_a == key_b) is (a == b)
+
+
+@given(ANY_OPTIONS)
+def test_a_character_moved_between_fields_changes_the_key(
+    options: tuple[str, str, str, str, str, int, str, str],
+) -> None:
+    # "ab" + "c" and "a" + "bc" must differ: fields are length-prefixed, not joined.
+    text_fields = [i for i in range(8) if i != 5 and options[i]]
+    if len(text_fields) < 2:
+        return
+    first, second = text_fields[0], text_fields[1]
+    moved = list(options)
+    moved[first], moved[second] = options[first][:-1], options[first][-1] + options[second]
+    scope, other = RowScope(*options[:6]), RowScope(*moved[:6])
+    assert scope.key(options[7], options[6]) != other.key(str(moved[7]), str(moved[6]))

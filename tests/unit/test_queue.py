@@ -100,3 +100,14 @@ def test_close_returns_none_once_drained() -> None:
     queue.close()
     assert queue.take(0) is not None
     assert queue.take(0) is None
+
+
+def test_discard_drops_waiting_items_and_abandons_their_requests() -> None:
+    queue = _queue()
+    first, second = _put(queue, [3, 4]), _put(queue, [5])
+    assert queue.discard() == 3
+    assert queue.depth[1:] == (0, 0)
+    assert not first.live
+    assert not second.live
+    queue.close()
+    assert queue.take(0) is None
