@@ -69,6 +69,12 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
         version=__version__,
         lifespan=lifespan,
         description="Embeddings and classification with BERT-family encoders.",
+        # Off by default: FastAPI looks up the global OpenTelemetry providers on every request.
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+        },
     )
     app.state.settings = settings
     app.state.metrics = metrics

@@ -180,6 +180,11 @@ class Settings(BaseSettings):
         "json", description="json: one JSON object per line (with request ids); text: plain lines."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry spans and metrics, when an OpenTelemetry provider is "
+        "configured in the process. Off: no per-request provider lookups (a few % of throughput).",
+    )
 
     @field_validator("home", mode="before")
     @classmethod

@@ -80,7 +80,16 @@ def record_usage(metrics: Metrics, model: str, usage: Usage) -> None:
 
 def cache_policy(request: Request) -> CachePolicy:
     """The request's cache use, from its Cache-Control header (no-store: bypass; no-cache: refresh)."""
-    directives = request.headers.get("cache-control", "").lower()
+    # A scan of the raw headers: Starlette's ``headers.get`` raises and catches KeyError when the
+    # header is absent (the usual case), which cost ~5% of the event loop at concurrency 64.
+    directives = next(
+        (
+            value.decode("latin-1").lower()
+            for name, value in request.scope["headers"]
+            if name == b"cache-control"
+        ),
+        "",
+    )
     if "no-store" in directives:
         return "bypass"
     if "no-cache" in directives:
