@@ -179,6 +179,7 @@ def _evaluate(args: argparse.Namespace, home: Path) -> int:
         path = Path(folder if sep else item).expanduser().resolve()
         variants[name if sep else path.name] = path
     results = evaluate(_model(args.base, home), variants, home, args.rounds, progress=not args.no_progress)
+    results["base"]["source"] = args.base  # names the base in the report (a builtin's folder is "model")
     for name, path in variants.items():
         record_eval(
             path, {"against": str(_model(args.base, home)), **results[name], **{"base": results["base"]}}

@@ -73,7 +73,7 @@ def markdown(results: list[dict[str, dict[str, Any]]], command: str) -> str:
     for table in results:
         base = table["base"]
         _, label = QUALITY_KEYS[base["task"]]
-        lines += [f"## {Path(base['path']).name} ({base['task']}; quality = {label})", ""]
+        lines += [f"## {_base_name(base)} ({base['task']}; quality = {label})", ""]
         lines.append("| " + " | ".join(_COLUMNS) + " |")
         lines.append("|" + " --- |" * len(_COLUMNS))
         lines += ["| " + " | ".join(_row(name, figures, base)) + " |" for name, figures in table.items()]
@@ -102,7 +102,7 @@ def plot(results: list[dict[str, dict[str, Any]]], target: Path) -> None:
             )
         axis.set_xlabel("throughput vs float32 base (batch 32, same run)")
         axis.set_ylabel(label)
-        axis.set_title(Path(table["base"]["path"]).name)
+        axis.set_title(_base_name(table["base"]))
         axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(target, dpi=120)
@@ -118,3 +118,8 @@ def write_report(result_files: list[Path], out_dir: Path, command: str) -> tuple
     image = out_dir / "variants.png"
     plot(results, image)
     return table, image
+
+
+def _base_name(base: dict[str, Any]) -> str:
+    """The base model as given to ``eval`` (older results: its folder's name)."""
+    return str(base.get("source") or Path(base["path"]).name)
