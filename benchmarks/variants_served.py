@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -47,9 +48,10 @@ def _infinity_int8_folder() -> Path:
     optimum = str(INFINITY.with_name("optimum-cli"))
     exported = PEERS / "minilm-onnx" / "fp32"
     export = [optimum, "export", "onnx", "--model", str(minilm_path()), "--task", "feature-extraction"]
-    subprocess.run([*export, "--library-name", "transformers", str(exported)], check=True)
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1"}  # a local folder: nothing to fetch
+    subprocess.run([*export, "--library-name", "transformers", str(exported)], check=True, env=offline)
     quantize = [optimum, "onnxruntime", "quantize", "--onnx_model", str(exported), "--avx512_vnni"]
-    subprocess.run([*quantize, "--per_channel", "-o", str(folder)], check=True)
+    subprocess.run([*quantize, "--per_channel", "-o", str(folder)], check=True, env=offline)
     return folder
 
 
