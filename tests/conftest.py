@@ -38,10 +38,11 @@ def copy_tokenizer(target: Path) -> None:
         shutil.copy(minilm_path() / name, target / name)
 
 
-def build_tiny_embedder(target: Path, seed: int = 0, pooling: str = "mean") -> Path:
-    """A 2-layer BERT with random weights, saved as a sentence-transformers-style folder."""
+def build_tiny_embedder(target: Path, seed: int = 0, pooling: str = "mean", **config: int) -> Path:
+    """A 2-layer BERT with random weights, saved as a sentence-transformers-style folder; ``config``
+    overrides the :data:`TINY` shape (heads, FFN width, positions)."""
     torch.manual_seed(seed)
-    BertModel(BertConfig(**TINY)).save_pretrained(target, safe_serialization=True)
+    BertModel(BertConfig(**{**TINY, **config})).save_pretrained(target, safe_serialization=True)
     copy_tokenizer(target)
     (target / "1_Pooling").mkdir()
     (target / "1_Pooling" / "config.json").write_text(

