@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from models.data import default_home, load_sts
+from models.runtime.builtins import default_home
+from models.training.data import load_sts
 
 
 def real_sentences(count: int, min_words: int = 5, max_words: int = 60, seed: int = 0) -> list[str]:

@@ -16,7 +16,8 @@ import httpx
 import numpy as np
 from scipy.stats import spearmanr
 
-from models.data import default_home, load_sts
+from models.runtime.builtins import default_home
+from models.training.data import load_sts
 
 _CHUNK = 64
 

@@ -30,12 +30,13 @@ from benchmarks.common import (
     start_bertserve,
     start_process,
 )
-from models.data import default_home
-from models.defaults import minilm_path
-from models.loading import describe_model
-from models.onnx_backend import OnnxBackend, cached_export
-from models.runtime import EncoderBackend, TorchBackend
-from models.tokenization import TextTokenizer
+from models.runtime.builtins import default_home, minilm_path
+from models.runtime.contract import EncoderBackend
+from models.runtime.factory import cached_graph
+from models.runtime.folders import describe_model
+from models.runtime.onnx import OnnxBackend
+from models.runtime.tokenization import TextTokenizer
+from models.runtime.torch_backend import TorchBackend
 
 #: This machine kind: ~180 GFLOP/s float32 on 2 threads; all-MiniLM-L6-v2: ~21.5 MFLOP per token.
 MACHINE_FLOPS = 180e9
@@ -50,7 +51,7 @@ def in_process_baseline(sentences: list[str], runtime: str) -> tuple[list[tuple[
     description = describe_model(minilm_path())
     tokenizer = TextTokenizer.from_folder(minilm_path(), description.max_input_tokens)
     backend: EncoderBackend = (
-        OnnxBackend(description, cached_export(description, default_home() / "onnx"), threads)
+        OnnxBackend(cached_graph(description, default_home() / "onnx"), threads)
         if runtime == "onnx"
         else TorchBackend(description, "cpu", "float32")
     )

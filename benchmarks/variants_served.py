@@ -32,8 +32,7 @@ from benchmarks.common import (
     start_process,
 )
 from benchmarks.load import INFINITY, load_point
-from models.data import default_home
-from models.defaults import minilm_path
+from models.runtime.builtins import default_home, minilm_path
 
 DEFAULT_VARIANTS = ("minilm-int8", "minilm-pruned", "minilm-l3", "minilm-l3-pruned-int8")
 INFINITY_INT8 = "infinity optimum int8"

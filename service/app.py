@@ -16,7 +16,7 @@ import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from models.errors import ModelError
+from models.runtime.errors import ModelError
 from service import __version__
 from service.cache.factory import build_cache
 from service.engine.queue import BatchQueue

@@ -12,8 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from models import cli as models_cli
-from models.errors import ModelError
+from models.runtime.errors import ModelError
 from service.logs import configure_logging
 from service.settings import Settings
 
@@ -144,13 +143,19 @@ def prepare(settings: Settings) -> int:
     return 0
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(with_training: bool) -> argparse.ArgumentParser:
+    """The command line. The offline pipeline's commands (``models data|finetune|...``) come from
+    :mod:`models.training`, imported only when one of them is asked for: ``serve`` never loads it."""
     parser = argparse.ArgumentParser(prog="bertserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_settings_flags(commands.add_parser("serve", help="Serve the configured models over HTTP."))
-    model_commands = models_cli.add_commands(
-        commands.add_parser("models", help="Fetch data; build and evaluate model variants.")
-    )
+    models = commands.add_parser("models", help="Fetch data; build and evaluate model variants.")
+    if with_training:
+        from models.training import cli as training_cli
+
+        model_commands = training_cli.add_commands(models)
+    else:
+        model_commands = models.add_subparsers(dest="model_command", required=True)
     add_settings_flags(
         model_commands.add_parser(
             "prepare",
@@ -163,7 +168,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bertserve`` console script."""
-    args = _build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    training = argv[:1] == ["models"] and argv[1:2] != ["prepare"]
+    args = _build_parser(with_training=training).parse_args(argv)
     try:
         if args.command == "serve":
             settings = settings_from_args(args)
@@ -172,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if args.model_command == "prepare":
             return prepare(settings_from_args(args))
-        return models_cli.run(args)
+        from models.training import cli as training_cli
+
+        return training_cli.run(args)
     except ValidationError as exc:
         print(f"bertserve: invalid settings:\n{exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models import defaults
+from models.runtime import builtins as defaults
 
 TaskSetting = Literal["auto", "embed", "classify"]
 PoolingSetting = Literal["auto", "mean", "cls"]

@@ -13,7 +13,7 @@ import torch
 from hypothesis import settings as hypothesis_settings
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-from models.defaults import minilm_path
+from models.runtime.builtins import minilm_path
 from tests.redis_server import RedisServer
 
 # CI runs the property tests with a fixed seed (a red CI must be reproducible); locally they explore.

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.runtime import EncoderBackend
-from models.tokenization import TextTokenizer
+from models.runtime.contract import EncoderBackend
+from models.runtime.tokenization import TextTokenizer
 from service.engine.queue import BatchQueue, PendingRequest, WorkItem
 from service.errors import DeadlineExceededError, InferenceError
 

@@ -12,11 +12,11 @@ from typing import Literal
 
 import numpy as np
 
-from models.errors import InputTooLongError
-from models.loading import ModelDescription
-from models.postprocess import finish_embeddings, rank_labels, softmax
-from models.runtime import EncoderBackend
-from models.tokenization import TextTokenizer
+from models.runtime.contract import EncoderBackend
+from models.runtime.errors import InputTooLongError
+from models.runtime.folders import ModelDescription
+from models.runtime.postprocess import finish_embeddings, rank_labels, softmax
+from models.runtime.tokenization import TextTokenizer
 from service.engine.batcher import Batcher, BatchStats
 from service.engine.cached import CachedRows
 from service.engine.queue import BatchQueue, PendingRequest, QueueLimits

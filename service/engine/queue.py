@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.tokenization import TokenizedText
+from models.runtime.tokenization import TokenizedText
 from service.errors import OverloadedError
 
 

@@ -9,14 +9,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 
-from models import defaults
-from models.backends import create_backend
-from models.drift import Drift, check_floor, measure_drift
-from models.errors import ModelError, ModelLoadError
-from models.loading import ModelDescription, describe_model, resolve_source
-from models.runtime import EncoderBackend
-from models.tokenization import TextTokenizer
+from models.runtime import builtins as defaults
+from models.runtime.contract import EncoderBackend
+from models.runtime.drift import Drift, check_floor, measure_drift
+from models.runtime.errors import ModelError, ModelLoadError
+from models.runtime.factory import create_backend
+from models.runtime.folders import ModelDescription, describe_model, resolve_source
+from models.runtime.tokenization import TextTokenizer
 from service.cache.keys import RowScope
 from service.cache.tiers import ResultCache
 from service.engine.batcher import BatchStats
@@ -28,6 +29,14 @@ from service.metrics import Metrics
 from service.settings import ModelSpec, Settings
 
 logger = logging.getLogger(__name__)
+
+
+def build_missing_builtin(source: str, home: Path) -> None:
+    """Train a builtin model that is not built yet (minutes, once per home). The offline pipeline is
+    imported here only, lazily: a server whose models are built never loads the training code."""
+    from models.training.builtins import build_builtin
+
+    build_builtin(source, home, progress=True)
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,9 @@ class ModelRegistry:
     def _describe(self, spec: ModelSpec, progress: bool) -> ModelDescription:
         try:
             if defaults.is_builtin(spec.source):
-                path = defaults.resolve_builtin(spec.source, self._settings.home, progress)
+                if progress and defaults.builtin_needs_build(spec.source, self._settings.home):
+                    build_missing_builtin(spec.source, self._settings.home)
+                path = defaults.resolve_builtin(spec.source, self._settings.home)
             else:
                 path = resolve_source(spec.source, spec.revision)
             return describe_model(

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.errors import InputTooLongError, ModelError
+from models.runtime.errors import InputTooLongError, ModelError
 from service.errors import (
     ClientDisconnectedError,
     DeadlineExceededError,

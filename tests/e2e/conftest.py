@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from benchmarks.common import free_port
-from models.data import default_home
+from models.runtime.builtins import default_home
 
 #: First start fine-tunes the default classifier (a few minutes on 2 cores); later starts take seconds.
 READY_TIMEOUT_S = 900

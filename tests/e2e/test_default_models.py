@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from benchmarks.eval_sts import evaluate_sts
-from models.data import load_sts, sentiment_splits
-from models.defaults import classifier_path, minilm_path
+from models.runtime.builtins import classifier_path, minilm_path
+from models.training.data import load_sts, sentiment_splits
 from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.e2e

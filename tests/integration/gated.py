@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from models.tokenization import ModelInputs
+from models.runtime.tokenization import ModelInputs
 from service.engine.model_engine import ModelEngine
 
 

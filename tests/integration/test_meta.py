@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models.errors import ModelLoadError
-from models.loading import describe_model
+from models.runtime.errors import ModelLoadError
+from models.runtime.folders import describe_model
 from service.app import create_app
 from service.logs import configure_logging
 from service.settings import Settings
@@ -67,7 +67,7 @@ def broken_export(description: object, target: Path) -> Path:
 async def test_auto_runtime_falls_back_to_torch_when_export_fails(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("models.onnx_backend.export_onnx", broken_export)
+    monkeypatch.setattr("models.runtime.export.export_onnx", broken_export)
     app = create_app(make_settings(home=tmp_path))  # empty ONNX cache: every model needs an export
     async for client in started_client(app):
         info = (await client.get("/info")).json()
@@ -78,7 +78,7 @@ async def test_auto_runtime_falls_back_to_torch_when_export_fails(
 async def test_explicit_onnx_runtime_fails_loudly(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("models.onnx_backend.export_onnx", broken_export)
+    monkeypatch.setattr("models.runtime.export.export_onnx", broken_export)
     app = create_app(make_settings(runtime="onnx", home=tmp_path))
     async with app.router.lifespan_context(app):
         for _ in range(500):

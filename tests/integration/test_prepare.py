@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models import defaults
+from models.runtime import builtins as defaults
 from service.cli import main
 
 pytestmark = pytest.mark.integration

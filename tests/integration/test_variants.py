@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from models.compress.distill import distill
-from models.compress.prune import prune_magnitude, prune_structured
-from models.compress.quantize import Int8Targets, quantize_dtype, quantize_int8
-from models.compress.train import DistillConfig
-from models.data import default_home
-from models.errors import ModelLoadError
+from models.runtime.builtins import default_home
+from models.runtime.errors import ModelLoadError
+from models.runtime.int8 import Int8Targets
+from models.training.distill import distill
+from models.training.loop import DistillConfig
+from models.training.prune import prune_magnitude, prune_structured
+from models.training.quantize import quantize_dtype, quantize_int8
 from service.app import create_app
 from service.settings import Settings
 from tests.integration.conftest import started_client

@@ -11,26 +11,28 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from models.backends import create_backend
-from models.cli import add_commands, run
-from models.compress.distill import distill, make_student, spread_layers
-from models.compress.evaluate import evaluate, spearman
-from models.compress.prune import (
+from models.runtime.builtins import default_home
+from models.runtime.errors import ModelLoadError
+from models.runtime.factory import create_backend
+from models.runtime.folders import describe_model
+from models.runtime.int8 import Int8Targets, weight_matmuls
+from models.runtime.structure import encoder_layers, layer_shapes
+from models.runtime.tokenization import TextTokenizer
+from models.runtime.torch_backend import TorchBackend, load_module
+from models.training.cli import add_commands, run
+from models.training.distill import distill, make_student, spread_layers
+from models.training.errors import TrainingError
+from models.training.evaluate import evaluate, spearman
+from models.training.loop import DistillConfig
+from models.training.prune import (
     apply_selection,
     prune_magnitude,
     prune_structured,
     random_importance,
     select_units,
 )
-from models.compress.quantize import Int8Targets, quantize_dtype, quantize_int8, weight_matmuls
-from models.compress.report import write_report
-from models.compress.train import DistillConfig
-from models.data import default_home
-from models.errors import ModelLoadError, TrainingError
-from models.loading import describe_model
-from models.runtime import TorchBackend, load_module
-from models.structure import encoder_layers, layer_shapes
-from models.tokenization import TextTokenizer
+from models.training.quantize import quantize_dtype, quantize_int8
+from models.training.report import write_report
 from tests.conftest import build_tiny_embedder
 
 SENTENCES = [

@@ -1,4 +1,4 @@
-"""Unit tests for models.data: parsing, filtering, splitting and caching (no network)."""
+"""Unit tests for models.training.data: parsing, filtering, splitting and caching (no network)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from models import data
-from models.data import (
+from models.runtime.builtins import default_home
+from models.runtime.errors import ModelError
+from models.training import data
+from models.training.data import (
     SENTIMENT_LABELS,
     LabeledText,
     StsPair,
     WheelDataset,
-    default_home,
     parse_rotten_tomatoes,
     parse_sts,
     split_examples,
 )
-from models.errors import DatasetError, ModelError
+from models.training.errors import DatasetError
 
 STS_SAMPLE = (
     "main-captions\tMSRvid\t2012test\t0024\t2.500\tA girl is styling her hair.\t"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.drift import comparable, compare, cosine_drift
+from models.runtime.drift import compare
+from models.runtime.postprocess import comparable, cosine_drift
 
 # Two classifiers' logits for the same three inputs: the first input sits on the decision boundary.
 REFERENCE = np.array([[0.02, -0.02], [3.0, -1.0], [-2.0, 2.5]], dtype=np.float32)

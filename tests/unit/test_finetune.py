@@ -1,4 +1,4 @@
-"""Unit tests for models.finetune on a tiny randomly initialised BERT (seconds, offline)."""
+"""Unit tests for models.training.finetune on a tiny randomly initialised BERT (seconds, offline)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from models.data import LabeledText
-from models.defaults import minilm_path
-from models.errors import ModelLoadError, TrainingError
-from models.finetune import (
+from models.runtime.builtins import minilm_path
+from models.runtime.errors import ModelLoadError
+from models.training.data import LabeledText
+from models.training.errors import TrainingError
+from models.training.finetune import (
     FINETUNE_METADATA,
     FinetuneConfig,
     evaluate_accuracy,

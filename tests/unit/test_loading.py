@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import ModelLoadError
-from models.loading import describe_model, resolve_source
+from models.runtime.errors import ModelLoadError
+from models.runtime.folders import describe_model, resolve_source
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.postprocess import finish_embeddings, rank_labels, softmax
+from models.runtime.postprocess import finish_embeddings, rank_labels, softmax
 
 pytestmark = pytest.mark.unit
 

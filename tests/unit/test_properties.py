@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.tokenization import TokenizedText
+from models.runtime.tokenization import TokenizedText
 from service.cache.keys import RowScope
 from service.engine.queue import BatchQueue, PendingRequest, QueueLimits
 from service.errors import EmptyInputError, PayloadTooLargeError

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from models.tokenization import TokenizedText
+from models.runtime.tokenization import TokenizedText
 from service.engine.queue import BatchQueue, PendingRequest, QueueLimits
 from service.errors import OverloadedError
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.defaults import minilm_path
-from models.errors import InputTooLongError
-from models.tokenization import TextTokenizer
+from models.runtime.builtins import minilm_path
+from models.runtime.errors import InputTooLongError
+from models.runtime.tokenization import TextTokenizer
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from models.errors import ModelLoadError
+from models.runtime.errors import ModelLoadError
 
 
 @dataclass(frozen=True)
@@ -125,3 +125,10 @@ def structure_from_json(entry: Any) -> list[LayerShape]:
 def parameter_count(model: torch.nn.Module) -> int:
     """Number of parameters (weights and biases) of ``model``."""
     return sum(parameter.numel() for parameter in model.parameters())
+
+
+def pruned_structure(model: Any) -> list[LayerShape] | None:
+    """The per-layer shapes when any layer differs from the config (a pruned model), else None."""
+    shapes = layer_shapes(model)
+    full = LayerShape(model.config.num_attention_heads, model.config.intermediate_size)
+    return shapes if any(shape != full for shape in shapes) else None

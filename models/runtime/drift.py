@@ -1,7 +1,7 @@
 """How far a served variant's outputs are from its base model's, checked at warm-up.
 
 A quantized, pruned or distilled variant is only as good as its distance from the model it replaces.
-At start-up, when the base is available, both run the built-in sample (:mod:`models.sample`) and the
+At start-up, when the base is available, both run the built-in sample (:mod:`models.runtime.sample`) and the
 cosine similarity of matching outputs (embeddings, or class probabilities for classifiers) is reported
 in ``/info`` and as a metric; a configured floor refuses to serve a variant that drifted too far.
 """
@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import ModelLoadError
-from models.loading import ModelDescription, describe_model
-from models.runtime import EncoderBackend, TorchBackend
-from models.sample import SAMPLE_TEXTS
-from models.tokenization import TextTokenizer
+from models.runtime.contract import EncoderBackend
+from models.runtime.errors import ModelLoadError
+from models.runtime.folders import ModelDescription, describe_model
+from models.runtime.inference import text_rows
+from models.runtime.postprocess import comparable, cosine_drift
+from models.runtime.sample import SAMPLE_TEXTS
+from models.runtime.tokenization import TextTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -34,35 +36,21 @@ class Drift:
 
 
 def sample_rows(backend: EncoderBackend, tokenizer: TextTokenizer) -> np.ndarray:
-    """The backend's rows for the built-in sample (one batch)."""
-    return backend.forward(tokenizer.collate(tokenizer.encode(list(SAMPLE_TEXTS), truncate=True)))
-
-
-def comparable(rows: np.ndarray, task: str) -> np.ndarray:
-    """What drift compares: embeddings as they are, a classifier's logits as class probabilities.
-
-    The logits of a two-class model near its decision boundary are short vectors that can point
-    anywhere (cosine -0.7 for a change of a few hundredths), so their cosine says nothing about the
-    predictions; the cosine of the probability vectors does.
-    """
-    if task != "classify":
-        return rows
-    shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def cosine_drift(reference: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
-    """Min and mean cosine similarity between matching rows."""
-    dots = (reference * rows).sum(axis=1)
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(rows, axis=1)
-    cosine = dots / np.maximum(norms, 1e-12)
-    return float(cosine.min()), float(cosine.mean())
+    """The backend's rows for the built-in sample."""
+    return text_rows(backend, tokenizer, SAMPLE_TEXTS, batch_size=len(SAMPLE_TEXTS))
 
 
 def compare(reference: np.ndarray, rows: np.ndarray, what: str, task: str = "embed") -> Drift:
     """Row-wise cosine between ``rows`` and ``reference`` (see :func:`comparable`)."""
     low, mean = cosine_drift(comparable(reference, task), comparable(rows, task))
     return Drift(what, round(low, 6), round(mean, 6), len(rows))
+
+
+def float32_reference(description: ModelDescription) -> EncoderBackend:
+    """The exact reference a served model is compared with: PyTorch float32 on CPU."""
+    from models.runtime.torch_backend import TorchBackend
+
+    return TorchBackend(description, "cpu", "float32")
 
 
 def base_of(description: ModelDescription) -> ModelDescription | None:
@@ -93,7 +81,7 @@ def variant_drift(
     base = base_of(description)
     if base is None:
         return None
-    reference = TorchBackend(base, "cpu", "float32")
+    reference = float32_reference(base)
     rows = sample_rows(backend, tokenizer)
     return compare(sample_rows(reference, tokenizer), rows, f"base {base.path}", description.task)
 
@@ -118,7 +106,7 @@ def measure_drift(
 ) -> Drift | None:
     """Drift against float32 of the same model (load-time quantization) or against a variant's base."""
     if quantized_at_load:
-        reference = TorchBackend(description, "cpu", "float32")
+        reference = float32_reference(description)
         rows = sample_rows(backend, tokenizer)
         return compare(sample_rows(reference, tokenizer), rows, "float32", description.task)
     if description.variant:

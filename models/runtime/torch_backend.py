@@ -1,63 +1,30 @@
-"""Model backends: the runtime contract and its PyTorch implementation.
+"""The PyTorch runtime (CPU or CUDA; float32, float16 or bfloat16), and loading a model's module.
 
-A backend turns a padded batch into one float32 row per input: pooled sentence embeddings (before any
-normalisation) for embed models, logits for classifiers. Post-processing (normalise, Matryoshka cut,
-softmax) is shared by every backend and lives in :mod:`models.postprocess`.
+Also the one definition of what a model returns before post-processing (:func:`module_rows`): pooled
+embeddings (before any normalisation) for embed models, logits for classifiers. The ONNX export and the
+training loops use it too.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
-from models.errors import ModelLoadError
-from models.loading import ModelDescription
-from models.pooling import pool
-from models.structure import shrink_to, structure_from_json
-from models.tokenization import ModelInputs
+from models.runtime.devices import resolve_device
+from models.runtime.errors import ModelLoadError
+from models.runtime.folders import ModelDescription
+from models.runtime.pooling import pool
+from models.runtime.structure import shrink_to, structure_from_json
+from models.runtime.tokenization import ModelInputs
+from models.runtime.types import DType, Pooling, Task
 
 logger = logging.getLogger(__name__)
 
-DType = Literal["float32", "float16", "bfloat16"]
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class EncoderBackend(Protocol):
-    """What the engine needs from a runtime: one forward pass on one padded batch."""
-
-    @property
-    def device(self) -> str:
-        """Where the model runs (``cpu``, ``cuda:0``...)."""
-        ...
-
-    @property
-    def dtype(self) -> str:
-        """Weights dtype name."""
-        ...
-
-    def forward(self, batch: ModelInputs) -> np.ndarray:
-        """Return float32 rows, one per input: pooled embeddings or logits."""
-        ...
-
-
-def resolve_device(device: str) -> str:
-    """Map ``auto`` to the best device present, and check that an explicit CUDA device exists."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ModelLoadError(f"device {device!r} requested but CUDA is not available")
-        index = int(device.split(":", 1)[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise ModelLoadError(f"device {device!r} does not exist")
-        return device
-    if device != "cpu":
-        raise ModelLoadError(f"unknown device {device!r} (auto, cpu, cuda, cuda:N)")
-    return device
 
 
 class TorchBackend:
@@ -78,12 +45,18 @@ class TorchBackend:
             kwargs = {"input_ids": ids, "attention_mask": mask}
             if self._uses_token_types:
                 kwargs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self.device)
-            output = self.model(**kwargs)
-            if self.description.task == "classify":
-                rows = output.logits
-            else:
-                rows = pool(output.last_hidden_state, mask, self.description.pooling)
+            rows = module_rows(self.model, self.description.task, self.description.pooling, kwargs)
             return rows.float().cpu().numpy()
+
+
+def module_rows(
+    model: torch.nn.Module, task: Task, pooling: Pooling, inputs: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """What a backend returns before post-processing: logits for classifiers, pooled embeddings else."""
+    output = model(**inputs)
+    if task == "classify":
+        return output.logits
+    return pool(output.last_hidden_state, inputs["attention_mask"], pooling)
 
 
 def takes_token_types(model: torch.nn.Module) -> bool:

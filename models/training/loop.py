@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from tqdm import tqdm
 
-from models.data import load_sts, sentiment_splits
-from models.errors import TrainingError
-from models.finetune import length_bucketed_batches, native_bf16_available, set_seed
-from models.loading import ModelDescription
-from models.pooling import pool
-from models.runtime import EncoderBackend
-from models.tokenization import TextTokenizer, TokenizedText
+from models.runtime.contract import EncoderBackend
+from models.runtime.folders import ModelDescription
+from models.runtime.pooling import pool
+from models.runtime.tokenization import TextTokenizer, TokenizedText
+from models.training.data import load_sts, sentiment_splits
+from models.training.errors import TrainingError
+from models.training.finetune import length_bucketed_batches, native_bf16_available, set_seed
 
 
 def _default_threads() -> int:
@@ -149,7 +149,7 @@ def teacher_rows(
 
 def teacher_backend(description: ModelDescription, home: Path, threads: int) -> EncoderBackend:
     """The fastest float32 backend for computing a teacher's targets on CPU."""
-    from models.backends import create_backend
+    from models.runtime.factory import create_backend
 
     backend, _ = create_backend(description, "auto", "cpu", "float32", "none", home / "onnx", threads)
     return backend
@@ -203,7 +203,7 @@ def distill_train(
     progress: bool = False,
 ) -> TrainStats:
     """Train ``student`` (in place) to reproduce ``targets`` (the teacher's rows for ``items``)."""
-    from models.runtime import takes_token_types
+    from models.runtime.torch_backend import takes_token_types
 
     if not items:
         raise TrainingError("no texts to distill on")

@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from tqdm import tqdm
 
-from models.compress.distill import save_variant, training_items
-from models.compress.train import DistillConfig, distill_train, model_rows, teacher_backend, teacher_rows
-from models.data import load_sts, sentiment_splits
-from models.errors import TrainingError
-from models.loading import ModelDescription, describe_model
-from models.runtime import load_module, takes_token_types
-from models.structure import encoder_layers, head_size, keep_heads, keep_neurons
-from models.tokenization import TextTokenizer
+from models.runtime.folders import ModelDescription, describe_model
+from models.runtime.structure import encoder_layers, head_size, keep_heads, keep_neurons
+from models.runtime.tokenization import TextTokenizer
+from models.runtime.torch_backend import load_module, takes_token_types
+from models.training.data import load_sts, sentiment_splits
+from models.training.distill import save_variant, training_items
+from models.training.errors import TrainingError
+from models.training.loop import DistillConfig, distill_train, model_rows, teacher_backend, teacher_rows
 
 Importance = Literal["gradient", "random"]
 #: Per layer, at least this fraction of the FFN neurons stays (a layer without FFN breaks the residual mix).

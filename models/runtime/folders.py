@@ -12,12 +12,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from models.errors import ModelLoadError
-
-Task = Literal["embed", "classify"]
-Pooling = Literal["mean", "cls"]
+from models.runtime.errors import ModelLoadError
+from models.runtime.types import Pooling, Task
 
 #: Model types of the BERT family that bertserve serves (config.json ``model_type``).
 SUPPORTED_MODEL_TYPES = frozenset({"bert", "distilbert", "roberta", "xlm-roberta", "electra", "camembert"})

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from models.errors import InputTooLongError, ModelLoadError
-
-TruncationDirection = Literal["right", "left"]
+from models.runtime.errors import InputTooLongError, ModelLoadError
+from models.runtime.types import Direction
 
 
 @dataclass(frozen=True)
@@ -69,9 +67,7 @@ class TextTokenizer:
             pad = tokenizer.token_to_id("<pad>")
         return cls(tokenizer, max_tokens, pad if pad is not None else 0)
 
-    def encode(
-        self, texts: list[str], truncate: bool, direction: TruncationDirection = "right"
-    ) -> list[TokenizedText]:
+    def encode(self, texts: list[str], truncate: bool, direction: Direction = "right") -> list[TokenizedText]:
         """Encode ``texts``; raise :class:`InputTooLongError` for an over-long input if not truncating."""
         encodings = self._full.encode_batch(texts)
         long_indices = [i for i, enc in enumerate(encodings) if len(enc.ids) > self.max_tokens]

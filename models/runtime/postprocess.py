@@ -29,3 +29,21 @@ def rank_labels(
     order = np.argsort(-scores, axis=1, kind="stable")
     limit = top_k if top_k is not None else scores.shape[1]
     return [[(labels[j], float(scores[i, j])) for j in order[i, :limit]] for i in range(scores.shape[0])]
+
+
+def comparable(rows: np.ndarray, task: str) -> np.ndarray:
+    """What drift compares: embeddings as they are, a classifier's logits as class probabilities.
+
+    The logits of a two-class model near its decision boundary are short vectors that can point
+    anywhere (cosine -0.7 for a change of a few hundredths), so their cosine says nothing about the
+    predictions; the cosine of the probability vectors does.
+    """
+    return softmax(rows) if task == "classify" else rows
+
+
+def cosine_drift(reference: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
+    """Min and mean cosine similarity between matching rows."""
+    dots = (reference * rows).sum(axis=1)
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(rows, axis=1)
+    cosine = dots / np.maximum(norms, 1e-12)
+    return float(cosine.min()), float(cosine.mean())

@@ -1,12 +1,12 @@
-"""The ``quantize`` recipes: int8 ONNX for CPU, float16/bfloat16 weights for GPU.
+"""int8 ONNX graphs with a measured guardrail: load-time quantization, and the core of the recipe.
 
-int8: every weight matrix of the exported float32 graph is quantized per output channel (int8 weights,
+Every weight matrix of the exported float32 graph is quantized per output channel (int8 weights,
 activations quantized per batch at run time: ONNX Runtime's dynamic quantization, which uses the CPU's
 VNNI int8 dot products). PyTorch's dynamic int8 quantizes per tensor and loses too much on MiniLM (cosine
 to float32 as low as 0.90); per-channel keeps most of it. What is left is measured: when the quantized
-model drifts past the targets on calibration sentences (STS-B dev, never the test split), the matrices
-whose quantization alone moves the output most stay in float32, one at a time, until the targets hold.
-The manifest records every matrix's measured sensitivity and which ones stayed float32.
+model drifts past the targets on calibration sentences, the matrices whose quantization alone moves the
+output most stay in float32, one at a time, until the targets hold. The server quantizes at load time on
+the built-in sample (:func:`cached_int8`); the offline recipe (:mod:`models.training.quantize`) on STS-B dev.
 """
 
 from __future__ import annotations
@@ -18,22 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from models.compress.distill import pruned_structure
-from models.compress.variant import copy_model_files, publishing, save_torch_weights, write_manifest
-from models.data import load_sts
-from models.drift import comparable, cosine_drift
-from models.errors import TrainingError
-from models.loading import ONNX_FILE, ModelDescription, describe_model
-from models.onnx_backend import export_onnx, onnx_session
-from models.runtime import load_module
-from models.tokenization import TextTokenizer
+from models.runtime.folders import ModelDescription
+from models.runtime.inference import text_rows
+from models.runtime.onnx import OnnxBackend
+from models.runtime.postprocess import comparable, cosine_drift
+from models.runtime.sample import SAMPLE_TEXTS
+from models.runtime.tokenization import TextTokenizer
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_TEXTS = 256
+
+def _graph_rows(path: Path, tokenizer: TextTokenizer, texts: list[str], threads: int) -> np.ndarray:
+    """Rows of the ONNX graph at ``path`` for ``texts`` (a throwaway session per trial graph)."""
+    return text_rows(OnnxBackend(path, threads), tokenizer, texts)
 
 
 @dataclass(frozen=True)
@@ -83,28 +82,6 @@ def quantize_file(source: Path, target: Path, keep_float: list[str]) -> None:
         logging.getLogger().removeFilter(quiet)
 
 
-def _rows(model_path: Path, tokenizer: TextTokenizer, texts: list[str], threads: int) -> np.ndarray:
-    session = onnx_session(model_path, threads)
-    names = [item.name for item in session.get_inputs()]
-    items = tokenizer.encode(texts, truncate=True)
-    order = sorted(range(len(items)), key=lambda i: items[i].tokens)
-    rows: np.ndarray | None = None
-    for start in range(0, len(order), 32):
-        chunk = order[start : start + 32]
-        batch = tokenizer.collate([items[i] for i in chunk])
-        arrays = {
-            "input_ids": batch.input_ids,
-            "attention_mask": batch.attention_mask,
-            "token_type_ids": batch.token_type_ids,
-        }
-        (out,) = session.run(None, {name: arrays[name] for name in names})
-        if rows is None:
-            rows = np.empty((len(items), out.shape[-1]), dtype=np.float32)
-        rows[chunk] = out
-    assert rows is not None
-    return rows
-
-
 def build_int8(
     fp32: Path,
     target: Path,
@@ -115,16 +92,16 @@ def build_int8(
     threads: int = 2,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Quantize ``fp32`` into ``target``; the most sensitive matrices stay float32 until ``targets`` hold
-    (drift measured on what :func:`models.drift.comparable` compares for the model's ``task``)."""
-    reference = comparable(_rows(fp32, tokenizer, texts, threads), task)
+    """Quantize ``fp32`` into ``target``; the most sensitive matrices stay float32 until ``targets``
+    hold (drift measured on what :func:`~models.runtime.postprocess.comparable` compares for ``task``)."""
+    reference = comparable(_graph_rows(fp32, tokenizer, texts, threads), task)
     candidates = weight_matmuls(fp32)
     with tempfile.TemporaryDirectory() as scratch:
         trial = Path(scratch) / "trial.onnx"
 
         def drift_with(keep_float: list[str]) -> tuple[float, float]:
             quantize_file(fp32, trial, keep_float)
-            return cosine_drift(reference, comparable(_rows(trial, tokenizer, texts, threads), task))
+            return cosine_drift(reference, comparable(_graph_rows(trial, tokenizer, texts, threads), task))
 
         def met(drift: tuple[float, float]) -> bool:
             return drift[0] >= targets.min_cosine and drift[1] >= targets.min_mean_cosine
@@ -158,65 +135,8 @@ def build_int8(
     }
 
 
-def calibration_texts(home: Path, count: int = CALIBRATION_TEXTS) -> list[str]:
-    """Calibration sentences: STS-B dev (the test split is for evaluation only)."""
-    texts = [text for pair in load_sts("dev", home) for text in (pair.sentence1, pair.sentence2)]
-    return list(dict.fromkeys(texts))[:count]
-
-
-def quantize_int8(
-    base_path: Path,
-    out: Path,
-    home: Path,
-    targets: Int8Targets | None = None,
-    threads: int = 2,
-    overwrite: bool = False,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Write an int8 ONNX variant of ``base_path`` to ``out``."""
-    targets = targets or Int8Targets()
-    base = describe_model(base_path)
-    tokenizer = TextTokenizer.from_folder(base.path, base.max_input_tokens)
-    with publishing(out, overwrite) as scratch:
-        fp32 = export_onnx(base, scratch / "float32.onnx")
-        texts = calibration_texts(home)
-        report = build_int8(
-            fp32, scratch / ONNX_FILE, tokenizer, texts, targets, base.task, threads, progress
-        )
-        fp32.unlink()
-        if not report["targets_met"]:
-            logger.warning(
-                "int8 variant of %s misses the drift targets: %s", base.path, report["calibration"]
-            )
-        copy_model_files(base.path, scratch)
-        settings = {"dtype": "int8", **targets.__dict__}
-        return write_manifest(scratch, base, "quantize-int8", settings, quantization=report)
-
-
-def quantize_dtype(base_path: Path, out: Path, dtype: str, overwrite: bool = False) -> dict[str, Any]:
-    """Write a float16 or bfloat16 copy of ``base_path`` (for GPUs) to ``out``."""
-    dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-    if dtype not in dtypes:
-        raise TrainingError(f"dtype must be one of {sorted(dtypes)}, got {dtype!r}")
-    base: ModelDescription = describe_model(base_path)
-    model = load_module(base, "cpu", torch.float32).to(dtypes[dtype])
-    with publishing(out, overwrite) as scratch:
-        copy_model_files(base.path, scratch)
-        save_torch_weights(model, scratch)
-        return write_manifest(
-            scratch,
-            base,
-            f"quantize-{dtype}",
-            {"dtype": dtype},
-            structure=pruned_structure(model),
-            dtype=dtype,
-        )
-
-
 def cached_int8(description: ModelDescription, fp32: Path, threads: int = 2) -> Path:
     """The int8 graph of an exported model, built once next to it (load-time quantization)."""
-    from models.sample import SAMPLE_TEXTS
-
     target = fp32.with_name(f"{fp32.stem}-int8.onnx")
     if target.is_file():
         return target

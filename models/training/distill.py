@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from models.compress.train import DistillConfig, distill_train, teacher_backend, teacher_rows, unlabeled_texts
-from models.compress.variant import copy_model_files, publishing, save_torch_weights, write_manifest
-from models.errors import TrainingError
-from models.loading import ModelDescription, describe_model
-from models.runtime import load_module
-from models.structure import LayerShape, encoder_layers, layer_shapes
-from models.tokenization import TextTokenizer, TokenizedText
+from models.runtime.folders import ModelDescription, describe_model
+from models.runtime.structure import encoder_layers, pruned_structure
+from models.runtime.tokenization import TextTokenizer, TokenizedText
+from models.runtime.torch_backend import load_module
+from models.training.errors import TrainingError
+from models.training.loop import DistillConfig, distill_train, teacher_backend, teacher_rows, unlabeled_texts
+from models.training.variant import copy_model_files, publishing, save_torch_weights, write_manifest
 
 
 def spread_layers(total: int, keep: int) -> list[int]:
@@ -40,13 +40,6 @@ def make_student(teacher: torch.nn.Module, layers: list[int]) -> Any:
     encoder.layer = torch.nn.ModuleList([encoder.layer[i] for i in layers])
     student.config.num_hidden_layers = len(layers)
     return student
-
-
-def pruned_structure(model: Any) -> list[LayerShape] | None:
-    """The per-layer shapes when any layer differs from the config (a pruned model), else None."""
-    shapes = layer_shapes(model)
-    full = LayerShape(model.config.num_attention_heads, model.config.intermediate_size)
-    return shapes if any(shape != full for shape in shapes) else None
 
 
 def training_items(

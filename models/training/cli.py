@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from models import defaults
-from models.data import default_home
+from models.runtime import builtins as defaults
+from models.runtime.builtins import default_home
 
 
 def _home(args: argparse.Namespace) -> Path:
@@ -24,12 +24,15 @@ def _home(args: argparse.Namespace) -> Path:
 
 def _model(source: str, home: Path) -> Path:
     if defaults.is_builtin(source):
+        from models.training.builtins import build_builtin
+
+        build_builtin(source, home)
         return defaults.resolve_builtin(source, home)
     return Path(source).expanduser().resolve()
 
 
 def _distill_config(args: argparse.Namespace) -> Any:
-    from models.compress.train import DistillConfig
+    from models.training.loop import DistillConfig
 
     config = DistillConfig()
     for name in (
@@ -141,14 +144,15 @@ def _run_recipe(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     base = _model(args.base, home)
     progress = not args.no_progress
     if args.model_command == "quantize":
-        from models.compress.quantize import Int8Targets, quantize_dtype, quantize_int8
+        from models.runtime.int8 import Int8Targets
+        from models.training.quantize import quantize_dtype, quantize_int8
 
         if args.dtype == "int8":
             targets = Int8Targets(min_mean_cosine=args.min_mean_cosine, min_cosine=args.min_cosine)
             return quantize_int8(base, args.out, home, targets, overwrite=args.overwrite, progress=progress)
         return quantize_dtype(base, args.out, args.dtype, overwrite=args.overwrite)
     if args.model_command == "prune":
-        from models.compress.prune import prune_magnitude, prune_structured
+        from models.training.prune import prune_magnitude, prune_structured
 
         if args.method == "magnitude":
             return prune_magnitude(base, args.out, args.sparsity, overwrite=args.overwrite)
@@ -164,14 +168,14 @@ def _run_recipe(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             progress,
             args.overwrite,
         )
-    from models.compress.distill import distill
+    from models.training.distill import distill
 
     return distill(base, args.out, home, args.layers, _distill_config(args), progress, args.overwrite)
 
 
 def _evaluate(args: argparse.Namespace, home: Path) -> int:
-    from models.compress.evaluate import evaluate
-    from models.compress.variant import record_eval
+    from models.training.evaluate import evaluate
+    from models.training.variant import record_eval
 
     variants: dict[str, Path] = {}
     for item in args.variants:
@@ -196,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     home = _home(args)
     command = args.model_command
     if command == "data":
-        from models.data import ROTTEN_TOMATOES, STS_B, ensure_dataset
+        from models.training.data import ROTTEN_TOMATOES, STS_B, ensure_dataset
 
         for dataset in (STS_B, ROTTEN_TOMATOES):
             for member, path in ensure_dataset(dataset, home).items():
@@ -207,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     if command == "eval":
         return _evaluate(args, home)
     if command == "report":
-        from models.compress.report import write_report
+        from models.training.report import write_report
 
         table, image = write_report(
             args.results, args.out_dir, "bertserve models " + shlex.join(sys.argv[2:])
@@ -228,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace, home: Path) -> int:
-    from models.finetune import FinetuneConfig, finetune_classifier
+    from models.training.finetune import FinetuneConfig, finetune_classifier
 
     config = FinetuneConfig()
     if args.epochs is not None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from models.errors import DatasetError
+from models.training.errors import DatasetError
 
 SENTIMENT_LABELS: tuple[str, str] = ("negative", "positive")
 """Sentiment label names; the index in this tuple is the integer label."""
@@ -80,14 +80,6 @@ class LabeledText:
 
     text: str
     label: int
-
-
-def default_home() -> Path:
-    """Return the bertserve home: ``$BERTSERVE_HOME`` or ``~/.cache/bertserve``."""
-    env = os.environ.get("BERTSERVE_HOME")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "bertserve"
 
 
 def _sha256_bytes(data: bytes) -> str:

@@ -35,8 +35,9 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from models.data import SENTIMENT_LABELS, LabeledText, sentiment_splits
-from models.errors import ModelLoadError, TrainingError
+from models.runtime.errors import ModelLoadError
+from models.training.data import SENTIMENT_LABELS, LabeledText, sentiment_splits
+from models.training.errors import TrainingError
 
 FINETUNE_METADATA = "finetune.json"
 """Name of the metadata file written next to the fine-tuned weights."""
@@ -65,8 +66,8 @@ class FinetuneConfig:
             shuffled training split); ``None`` uses all of them.
         threads: ``torch.set_num_threads`` during the run (default: all cores).
         eval_batch_size: Batch size used to score the held-out split.
-        split_seed: Seed of :func:`models.data.sentiment_splits`.
-        heldout_fraction: Held-out fraction of :func:`models.data.sentiment_splits`.
+        split_seed: Seed of :func:`models.training.data.sentiment_splits`.
+        heldout_fraction: Held-out fraction of :func:`models.training.data.sentiment_splits`.
         bf16: Run training forward passes under bfloat16 autocast (weights and
             optimizer stay float32; evaluation is float32).  ``None`` = only on
             CPUs with native bf16 (AVX512-BF16 / AMX), where it is ~2x faster.
@@ -390,7 +391,7 @@ def finetune_classifier(
 ) -> FinetuneResult:
     """Fine-tune the BERT folder ``base_dir`` into a sentiment classifier at ``out_dir``.
 
-    Trains on the Rotten Tomatoes split from :func:`models.data.sentiment_splits`
+    Trains on the Rotten Tomatoes split from :func:`models.training.data.sentiment_splits`
     (cached under ``home``) unless ``train`` / ``heldout`` override it, scores the
     held-out examples, and writes weights (safetensors), tokenizer and
     ``finetune.json`` into a temporary sibling folder that is renamed to

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from models.backends import create_backend
-from models.data import SENTIMENT_LABELS, load_sts, sentiment_splits
-from models.drift import comparable, cosine_drift
-from models.loading import ModelDescription, describe_model
-from models.runtime import EncoderBackend
-from models.tokenization import TextTokenizer
+from models.runtime.contract import EncoderBackend
+from models.runtime.factory import create_backend
+from models.runtime.folders import ModelDescription, describe_model
+from models.runtime.postprocess import comparable, cosine_drift
+from models.runtime.tokenization import TextTokenizer
+from models.training.data import SENTIMENT_LABELS, load_sts, sentiment_splits
 
 BATCH_SIZES = (1, 8, 32)
 

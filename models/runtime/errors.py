@@ -1,4 +1,7 @@
-"""Domain errors raised by the model side of bertserve (never by FastAPI code)."""
+"""Domain errors raised by the model side of bertserve (never by FastAPI code).
+
+The offline pipeline adds its own subclasses of :class:`ModelError` in :mod:`models.training.errors`.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,6 @@ class ModelError(Exception):
 
 class ModelLoadError(ModelError):
     """A model or tokenizer folder is missing, incomplete or cannot be loaded."""
-
-
-class DatasetError(ModelError):
-    """A dataset could not be fetched, verified, extracted or parsed."""
-
-
-class TrainingError(ModelError):
-    """Fine-tuning failed or was given unusable inputs or configuration."""
 
 
 class InputTooLongError(ModelError):

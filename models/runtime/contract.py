@@ -1,0 +1,32 @@
+"""The runtime contract: what the engine needs from a backend, and the names every layer shares.
+
+A backend turns a padded batch into one float32 row per input: pooled sentence embeddings (before any
+normalisation) for embed models, logits for classifiers. Post-processing (normalise, Matryoshka cut,
+softmax) is shared by every backend and lives in :mod:`models.runtime.postprocess`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from models.runtime.tokenization import ModelInputs
+
+
+class EncoderBackend(Protocol):
+    """One forward pass on one padded batch, whatever runs it (PyTorch, ONNX Runtime...)."""
+
+    @property
+    def device(self) -> str:
+        """Where the model runs (``cpu``, ``cuda:0``...)."""
+        ...
+
+    @property
+    def dtype(self) -> str:
+        """Weights dtype name."""
+        ...
+
+    def forward(self, batch: ModelInputs) -> np.ndarray:
+        """Return float32 rows, one per input: pooled embeddings or logits."""
+        ...

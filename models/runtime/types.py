@@ -1,0 +1,12 @@
+"""The names every layer shares: one definition of each choice (settings, schemas, backends import them)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Task = Literal["embed", "classify"]
+Pooling = Literal["mean", "cls"]
+Direction = Literal["right", "left"]
+DType = Literal["float32", "float16", "bfloat16"]
+Runtime = Literal["auto", "torch", "onnx"]
+Quantize = Literal["none", "int8"]
