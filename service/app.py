@@ -130,6 +130,7 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
                 "runtime": loaded.runtime,
                 "device": loaded.device,
                 "dtype": loaded.dtype,
+                "reason": loaded.reason,
             }
         )
         if loaded.drift is not None:

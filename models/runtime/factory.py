@@ -1,9 +1,11 @@
-"""Pick and build the runtime for a model: PyTorch or ONNX Runtime, float32, half precision or int8.
+"""Pick and build the runtime for a model: PyTorch, ONNX Runtime or OpenVINO; float32, half precision
+or int8; and ``dtype: auto``.
 
 The engine does not care which one runs a model (:class:`models.runtime.contract.EncoderBackend`); this
 module decides, from the model folder and its settings, and fails with one clear message when the
 combination cannot run (an int8 ONNX variant on CUDA, say). PyTorch is imported only when it is needed:
-to serve with it, or to export a graph that is not in the cache yet.
+to serve with it, or to export a graph that is not in the cache yet. ``dtype: auto`` is resolved one level
+up, in :mod:`models.runtime.autodtype` (which builds on this module).
 """
 
 from __future__ import annotations
@@ -30,29 +32,62 @@ def create_backend(
     onnx_cache: Path,
     threads: int,
 ) -> tuple[EncoderBackend, str]:
-    """Build the backend for ``description``; returns it and the runtime's name (``torch``/``onnx``)."""
-    on_cpu_fp32 = resolve_device(device) == "cpu" and dtype == "float32"
-    needs_onnx = description.onnx_only or quantize == "int8"
-    if needs_onnx and (runtime == "torch" or not on_cpu_fp32):
+    """Build the backend for an explicit ``dtype``; returns it and the runtime's name.
+
+    ``runtime: auto`` on CPU: ONNX Runtime for float32 (the exact path) and int8, OpenVINO for bfloat16
+    (PyTorch when OpenVINO is not installed), PyTorch for everything else.
+    """
+    if dtype == "auto":
+        raise ValueError("create_backend needs an explicit dtype (autodtype.choose_backend resolves auto)")
+    on_cpu = resolve_device(device) == "cpu"
+    int8 = quantize == "int8" or description.onnx_only
+    if runtime == "openvino" or (runtime == "auto" and on_cpu and dtype == "bfloat16" and _has_openvino()):
+        return _openvino(description, on_cpu, dtype, quantize, onnx_cache, threads), "openvino"
+    on_cpu_fp32 = on_cpu and dtype == "float32"
+    if int8 and (runtime == "torch" or not on_cpu_fp32):
         what = "an int8 ONNX variant" if description.onnx_only else "quantize=int8"
         raise ModelLoadError(
-            f"{description.path}: {what} runs on ONNX Runtime on CPU only (runtime auto or onnx)"
+            f"{description.path}: {what} runs on CPU only, on ONNX Runtime or OpenVINO (runtime auto, "
+            "onnx or openvino; dtype float32 or auto)"
         )
     if runtime == "onnx" and not on_cpu_fp32:
         raise ModelLoadError(f"{description.path}: the onnx runtime serves float32 or int8 on CPU only")
-    if needs_onnx or (runtime in ("onnx", "auto") and on_cpu_fp32):
-        int8 = quantize == "int8" or (description.variant or {}).get("settings", {}).get("dtype") == "int8"
+    if int8 or (runtime in ("onnx", "auto") and on_cpu_fp32):
         try:
             path = onnx_model_path(description, onnx_cache, quantize, threads)
             return OnnxBackend(path, threads, "int8" if int8 else "float32"), "onnx"
         except ModelLoadError as exc:
-            if runtime == "onnx" or needs_onnx:
+            if runtime == "onnx" or int8:
                 raise
             # auto: an architecture the exporter cannot handle is still served, by PyTorch.
             logger.warning("%s: ONNX unavailable (%s); serving with PyTorch", description.path, exc)
     from models.runtime.torch_backend import TorchBackend
 
     return TorchBackend(description, device, dtype), "torch"
+
+
+def _has_openvino() -> bool:
+    from models.runtime.openvino import openvino_available
+
+    return openvino_available()
+
+
+def _openvino(
+    description: ModelDescription, on_cpu: bool, dtype: DType, quantize: Quantize, onnx_cache: Path, threads: int
+) -> EncoderBackend:
+    """OpenVINO on the model's graph: float32 or bfloat16, or int8 for an int8 graph."""
+    from models.runtime.openvino import OpenVinoBackend
+
+    if not on_cpu or dtype not in ("float32", "bfloat16"):
+        raise ModelLoadError(f"{description.path}: the openvino runtime serves float32 or bfloat16 on CPU only")
+    int8 = quantize == "int8" or description.onnx_only
+    path = onnx_model_path(description, onnx_cache, quantize, threads)
+    return OpenVinoBackend(path, threads, "int8" if int8 else dtype, openvino_cache(onnx_cache))
+
+
+def openvino_cache(onnx_cache: Path) -> Path:
+    """Where OpenVINO keeps its compiled blobs of the cached graphs (keyed by graph and settings)."""
+    return onnx_cache / "openvino"
 
 
 def onnx_model_path(

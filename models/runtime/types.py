@@ -7,6 +7,9 @@ from typing import Literal
 Task = Literal["embed", "classify"]
 Pooling = Literal["mean", "cls"]
 Direction = Literal["right", "left"]
-DType = Literal["float32", "float16", "bfloat16"]
-Runtime = Literal["auto", "torch", "onnx"]
+#: ``auto``: bfloat16 on CPUs with native bfloat16 when it stays within the drift floor, else float32.
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+Runtime = Literal["auto", "torch", "onnx", "openvino"]
 Quantize = Literal["none", "int8"]
+#: ``off`` pretends the CPU has no native bfloat16 (``dtype: auto`` then serves float32).
+Bf16Policy = Literal["auto", "off"]

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.runtime import builtins as defaults
-from models.runtime.contract import EncoderBackend
 from models.runtime.drift import Drift, check_floor, measure_drift
 from models.runtime.errors import ModelError, ModelLoadError
-from models.runtime.factory import create_backend
+from models.runtime.autodtype import Choice, choose_backend
 from models.runtime.folders import ModelDescription, describe_model, resolve_source
 from models.runtime.tokenization import TextTokenizer
 from service.cache.keys import RowScope
@@ -50,6 +49,8 @@ class LoadedModel:
     dtype: str
     load_seconds: float
     drift: Drift | None
+    #: Why this runtime and dtype (``dtype: auto`` says what it found).
+    reason: str = ""
 
 
 class ModelRegistry:
@@ -118,7 +119,8 @@ class ModelRegistry:
         started = time.perf_counter()
         description = self._describe(spec, progress=True)
         tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
-        backend, runtime = self._backend(spec, description)
+        choice = self._backend(spec, description)
+        backend, runtime = choice.backend, choice.runtime
         drift = measure_drift(description, backend, tokenizer, quantized_at_load=spec.quantize != "none")
         if drift is not None:
             logger.info(
@@ -137,7 +139,7 @@ class ModelRegistry:
             self._engine_config(),
             self._tokenize_pool,
             on_batch=self._batch_observer(spec.name),
-            cached=self._cached_rows(spec, description, runtime),
+            cached=self._cached_rows(description, runtime, backend.dtype),
         )
         if self._settings.warmup:
             engine.warm_up()
@@ -152,12 +154,12 @@ class ModelRegistry:
             backend.device,
             seconds,
         )
-        return LoadedModel(spec, engine, backend.device, runtime, backend.dtype, seconds, drift)
+        return LoadedModel(spec, engine, backend.device, runtime, backend.dtype, seconds, drift, choice.reason)
 
-    def _backend(self, spec: ModelSpec, description: ModelDescription) -> tuple[EncoderBackend, str]:
+    def _backend(self, spec: ModelSpec, description: ModelDescription) -> Choice:
         threads = self._settings.threads or os.cpu_count() or 1
         try:
-            return create_backend(
+            return choose_backend(
                 description,
                 spec.runtime,
                 spec.device,
@@ -165,17 +167,18 @@ class ModelRegistry:
                 spec.quantize,
                 self._settings.home / "onnx",
                 threads,
+                self._settings.cpu_bfloat16,
             )
         except ModelLoadError as exc:
             raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
 
-    def _cached_rows(self, spec: ModelSpec, description: ModelDescription, runtime: str) -> CachedRows | None:
+    def _cached_rows(self, description: ModelDescription, runtime: str, dtype: str) -> CachedRows | None:
         if self._cache is None:
             return None
         scope = RowScope(
             fingerprint=description.fingerprint,
             runtime=runtime,
-            dtype=spec.dtype if spec.quantize == "none" else spec.quantize,
+            dtype=dtype,
             task=description.task,
             pooling=description.pooling,
             max_tokens=description.max_input_tokens,

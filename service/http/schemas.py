@@ -184,6 +184,7 @@ class ModelInfo(BaseModel):
     device: str
     dtype: str
     runtime: str
+    reason: str = Field("", description="Why this runtime and dtype (dtype auto: what it found).")
     max_input_tokens: int
     pooling: str | None
     hidden_size: int

@@ -66,6 +66,7 @@ async def info(registry: RegistryDep) -> InfoResponse:
             device=loaded.device,
             dtype=loaded.dtype,
             runtime=loaded.runtime,
+            reason=loaded.reason,
             max_input_tokens=loaded.engine.description.max_input_tokens,
             pooling=loaded.engine.description.pooling if loaded.engine.task == "embed" else None,
             hidden_size=loaded.engine.description.hidden_size,

@@ -1,0 +1,114 @@
+"""``dtype: auto``: bfloat16 where the CPU has it natively and it stays as good as float32, else float32.
+
+bfloat16 keeps float32's range with 8 bits of mantissa: for BERT-family encoders on OpenVINO the outputs
+stay within a cosine of 0.9999 of float32 while the CPU's bfloat16 units run nearly twice as fast. Both
+conditions are checked at start-up, never assumed: the CPU flags (:mod:`models.runtime.cpu`), and the
+drift of the bfloat16 graph against the same graph in float32 (ONNX Runtime, the exact path) on the
+built-in sample (:mod:`models.runtime.sample`; class probabilities for classifiers). When either fails the
+model is served in float32, and the log and ``/info`` say why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.runtime.cpu import host_bf16_flag
+from models.runtime.devices import resolve_device
+from models.runtime.drift import compare, sample_rows
+from models.runtime.errors import ModelLoadError
+from models.runtime.contract import EncoderBackend
+from models.runtime.factory import cached_graph, create_backend, openvino_cache
+from models.runtime.folders import ModelDescription
+from models.runtime.onnx import OnnxBackend
+from models.runtime.tokenization import TextTokenizer
+from models.runtime.types import Bf16Policy, DType, Quantize, Runtime
+
+logger = logging.getLogger(__name__)
+
+#: bfloat16 is served only when every sample output stays at least this close to float32's.
+BF16_MIN_COSINE = 0.9999
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A built backend, the runtime that runs it, and why this runtime and dtype were chosen."""
+
+    backend: EncoderBackend
+    runtime: str
+    reason: str
+
+
+def choose_backend(
+    description: ModelDescription,
+    runtime: Runtime,
+    device: str,
+    dtype: DType,
+    quantize: Quantize,
+    onnx_cache: Path,
+    threads: int,
+    bf16: Bf16Policy = "auto",
+) -> Choice:
+    """Build the backend for ``description``, resolving ``dtype: auto``."""
+    if dtype == "auto":
+        return choose_auto(description, runtime, device, quantize, onnx_cache, threads, bf16)
+    backend, name = create_backend(description, runtime, device, dtype, quantize, onnx_cache, threads)
+    return Choice(backend, name, f"dtype {dtype} as configured")
+
+
+def bf16_obstacle(runtime: Runtime, bf16: Bf16Policy, cpu_flag: str | None, openvino: bool) -> str | None:
+    """Why bfloat16 cannot be tried on this CPU (None: it can); a pure function of its inputs."""
+    if bf16 == "off":
+        return "bfloat16 turned off by the cpu_bfloat16 setting"
+    if cpu_flag is None:
+        return "the CPU has no native bfloat16 (neither avx512_bf16 nor amx_bf16)"
+    if runtime not in ("auto", "openvino"):
+        return f"runtime {runtime} has no fast CPU bfloat16 (openvino has)"
+    if not openvino:
+        return "openvino is not installed"
+    return None
+
+
+def choose_auto(
+    description: ModelDescription,
+    runtime: Runtime,
+    device: str,
+    quantize: Quantize,
+    onnx_cache: Path,
+    threads: int,
+    bf16: Bf16Policy,
+) -> Choice:
+    """Resolve ``dtype: auto`` for ``description`` and build its backend."""
+    if resolve_device(device) != "cpu":
+        backend, name = create_backend(description, runtime, device, "float32", quantize, onnx_cache, threads)
+        return Choice(backend, name, "dtype auto on a GPU: float32")
+    if quantize == "int8" or description.onnx_only:
+        backend, name = create_backend(description, runtime, device, "float32", quantize, onnx_cache, threads)
+        return Choice(backend, name, "int8 (quantized weights)")
+    from models.runtime.openvino import OpenVinoBackend, openvino_available
+
+    flag = host_bf16_flag()
+    obstacle = bf16_obstacle(runtime, bf16, flag, openvino_available())
+    if obstacle is None:
+        try:
+            graph = cached_graph(description, onnx_cache)
+            candidate = OpenVinoBackend(graph, threads, "bfloat16", openvino_cache(onnx_cache))
+            tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
+            reference = sample_rows(OnnxBackend(graph, threads), tokenizer)
+            drift = compare(reference, sample_rows(candidate, tokenizer), "float32", description.task)
+        except ModelLoadError as exc:
+            obstacle = f"bfloat16 graph unavailable ({exc})"
+        else:
+            if drift.min_cosine >= BF16_MIN_COSINE:
+                reason = (
+                    f"dtype auto: bfloat16 (CPU has {flag}; min cosine to float32 on the built-in "
+                    f"sample {drift.min_cosine:.6f} >= {BF16_MIN_COSINE})"
+                )
+                logger.info("%s: %s", description.path, reason)
+                return Choice(candidate, "openvino", reason)
+            obstacle = f"bfloat16 drifts too far (min cosine {drift.min_cosine:.6f} < {BF16_MIN_COSINE})"
+    reason = f"dtype auto: float32 ({obstacle})"
+    logger.info("%s: %s", description.path, reason)
+    backend, name = create_backend(description, runtime, device, "float32", quantize, onnx_cache, threads)
+    return Choice(backend, name, reason)
