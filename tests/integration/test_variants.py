@@ -82,6 +82,32 @@ async def test_every_variant_serves_and_reports_its_drift(
         assert 'bertserve_model_drift_cosine{model="int8",stat="min"}' in metrics
 
 
+async def test_every_variant_serves_on_openvino(
+    make_settings: Callable[..., Settings], variants: dict[str, Path]
+) -> None:
+    models = [
+        {
+            "name": name,
+            "source": str(path),
+            "task": "classify" if name.startswith("classify") else "embed",
+            "runtime": "openvino",
+            "dtype": "bfloat16",
+        }
+        for name, path in variants.items()
+    ]
+    app: FastAPI = create_app(_settings(make_settings, models))
+    async for client in started_client(app):
+        info = {m["name"]: m for m in (await client.get("/info")).json()["models"]}
+        assert {m["runtime"] for m in info.values()} == {"openvino"}
+        assert {info[name]["dtype"] for name in ("int8", "classify-int8")} == {"int8"}
+        assert {info[name]["dtype"] for name in ("pruned", "student", "sparse", "half")} == {"bfloat16"}
+        for name in info:
+            assert info[name]["drift"]["min_cosine"] > 0.5  # the same model, not noise
+            route = "/classify" if name.startswith("classify") else "/embed"
+            response = await client.post(route, json={"inputs": TEXTS, "model": name})
+            assert response.status_code == 200
+
+
 async def test_load_time_int8_quantization_reports_drift_against_float32(
     make_settings: Callable[..., Settings], tiny_embedder: Path
 ) -> None:
@@ -126,5 +152,5 @@ def test_int8_variant_refuses_the_torch_runtime(
     models = [{"name": "int8", "source": str(variants["int8"]), "runtime": "torch"}]
     with ThreadPoolExecutor(1) as pool:
         registry = ModelRegistry(_settings(make_settings, models), pool)
-        with pytest.raises(ModelLoadError, match=r"model .int8.*ONNX Runtime on CPU only"):
+        with pytest.raises(ModelLoadError, match=r"model .int8.*runs on CPU only, on ONNX Runtime or OpenVINO"):
             registry.load_all()

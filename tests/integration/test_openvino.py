@@ -1,0 +1,62 @@
+"""dtype auto end to end: bfloat16 on OpenVINO where the CPU has it, float32 with the reason otherwise."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from models.runtime.cpu import host_bf16_flag
+from service.app import create_app
+from service.settings import Settings
+from tests.integration.conftest import started_client
+
+pytestmark = pytest.mark.integration
+
+needs_bf16 = pytest.mark.skipif(host_bf16_flag() is None, reason="this CPU has no native bfloat16")
+TEXTS = ["A man is playing a guitar.", "The stock market fell sharply."]
+
+
+async def _info_and_rows(settings: Settings) -> tuple[dict[str, dict[str, str]], np.ndarray, str]:
+    app = create_app(settings)
+    async for client in started_client(app):
+        info = {m["name"]: m for m in (await client.get("/info")).json()["models"]}
+        embedded = (await client.post("/embed", json={"inputs": TEXTS})).json()
+        metrics = (await client.get("/metrics")).text
+    return info, np.array(embedded), metrics
+
+
+@needs_bf16
+async def test_dtype_auto_serves_bfloat16_on_openvino(make_settings: Callable[..., Settings]) -> None:
+    info, rows, metrics = await _info_and_rows(make_settings(cpu_bfloat16="auto"))
+    _, exact, _ = await _info_and_rows(make_settings(runtime="onnx", cpu_bfloat16="auto"))
+    for model in info.values():
+        assert (model["runtime"], model["dtype"]) == ("openvino", "bfloat16")
+        assert host_bf16_flag() in model["reason"] and "min cosine to float32" in model["reason"]
+    assert 'runtime="openvino"' in metrics and 'dtype="bfloat16"' in metrics
+    assert float(np.min(np.sum(rows * exact, axis=1))) > 0.9999  # normalised rows: dot is the cosine
+
+
+async def test_dtype_auto_serves_float32_when_bfloat16_is_off(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="models.runtime.autodtype"):
+        info, _, metrics = await _info_and_rows(make_settings(cpu_bfloat16="off"))
+    for model in info.values():
+        assert (model["runtime"], model["dtype"]) == ("onnx", "float32")
+        assert "float32 (bfloat16 turned off by the cpu_bfloat16 setting)" in model["reason"]
+    assert "turned off by the cpu_bfloat16 setting" in caplog.text
+    assert 'reason="dtype auto: float32' in metrics
+
+
+@needs_bf16
+async def test_dtype_auto_serves_float32_when_bfloat16_drifts(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("models.runtime.autodtype.BF16_MIN_COSINE", 1.000001)  # a floor nothing meets
+    info, _, _ = await _info_and_rows(make_settings(cpu_bfloat16="auto"))
+    for model in info.values():
+        assert (model["runtime"], model["dtype"]) == ("onnx", "float32")
+        assert "bfloat16 drifts too far" in model["reason"]

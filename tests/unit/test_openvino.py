@@ -1,0 +1,77 @@
+"""The OpenVINO backend on tiny models: the same rows as ONNX Runtime from the same graph, compiled once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.runtime.autodtype import choose_backend
+from models.runtime.drift import compare, sample_rows
+from models.runtime.errors import ModelLoadError
+from models.runtime.factory import create_backend, openvino_cache
+from models.runtime.folders import describe_model
+from models.runtime.openvino import OpenVinoBackend
+from models.runtime.tokenization import TextTokenizer
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("which", ["tiny_embedder", "tiny_classifier"])
+def test_float32_matches_onnx_runtime_and_bfloat16_stays_close(
+    which: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    description = describe_model(request.getfixturevalue(which))
+    tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
+    onnx, _ = create_backend(description, "onnx", "cpu", "float32", "none", tmp_path, 1)
+    reference = sample_rows(onnx, tokenizer)
+    for dtype, tolerance in (("float32", 1e-5), ("bfloat16", 0.05)):
+        backend, runtime = create_backend(description, "openvino", "cpu", dtype, "none", tmp_path, 1)
+        assert (runtime, backend.dtype) == ("openvino", dtype)
+        rows = sample_rows(backend, tokenizer)
+        np.testing.assert_allclose(rows, reference, atol=tolerance)
+        assert compare(reference, rows, "float32", description.task).min_cosine > 0.999
+
+
+def test_compiled_once_per_graph_and_shapes_stay_dynamic(tiny_embedder: Path, tmp_path: Path) -> None:
+    description = describe_model(tiny_embedder)
+    first, _ = create_backend(description, "openvino", "cpu", "bfloat16", "none", tmp_path, 1)
+    assert isinstance(first, OpenVinoBackend)
+    blobs = sorted(openvino_cache(tmp_path).glob("*.blob"))
+    assert len(blobs) == 1
+    stamp = blobs[0].stat().st_mtime_ns
+    create_backend(description, "openvino", "cpu", "bfloat16", "none", tmp_path, 1)
+    assert sorted(openvino_cache(tmp_path).glob("*.blob")) == blobs  # loaded from the cache, not rebuilt
+    assert blobs[0].stat().st_mtime_ns == stamp
+    # Batch and tokens stay dynamic: a new batch shape runs the same compiled model.
+    assert all(port.get_partial_shape().is_dynamic for port in first.compiled.inputs)
+    tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
+    for texts in (["one"], ["two words here"] * 5, ["a longer sentence with many more tokens in it"] * 3):
+        assert first.forward(tokenizer.collate(tokenizer.encode(texts, truncate=True))).shape[0] == len(texts)
+
+
+def test_openvino_refuses_what_it_cannot_serve(tiny_embedder: Path, tmp_path: Path) -> None:
+    description = describe_model(tiny_embedder)
+    with pytest.raises(ModelLoadError, match="openvino runtime serves float32 or bfloat16 on CPU"):
+        create_backend(description, "openvino", "cpu", "float16", "none", tmp_path, 1)
+
+
+def test_bfloat16_on_cpu_runs_on_openvino_with_runtime_auto(tiny_embedder: Path, tmp_path: Path) -> None:
+    description = describe_model(tiny_embedder)
+    backend, runtime = create_backend(description, "auto", "cpu", "bfloat16", "none", tmp_path, 1)
+    assert (runtime, backend.dtype) == ("openvino", "bfloat16")
+    # float32 keeps the exact path.
+    choice = choose_backend(description, "auto", "cpu", "float32", "none", tmp_path, 1)
+    assert (choice.runtime, choice.backend.dtype) == ("onnx", "float32")
+    assert "as configured" in choice.reason
+
+
+def test_load_time_int8_runs_on_openvino(tiny_embedder: Path, tmp_path: Path) -> None:
+    description = describe_model(tiny_embedder)
+    tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
+    onnx, _ = create_backend(description, "onnx", "cpu", "float32", "int8", tmp_path, 1)
+    backend, runtime = create_backend(description, "openvino", "cpu", "float32", "int8", tmp_path, 1)
+    assert (runtime, backend.dtype) == ("openvino", "int8")
+    drift = compare(sample_rows(onnx, tokenizer), sample_rows(backend, tokenizer), "onnx int8")
+    assert drift.min_cosine > 0.99
