@@ -14,11 +14,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.runtime.contract import EncoderBackend
 from models.runtime.cpu import host_bf16_flag
 from models.runtime.devices import resolve_device
 from models.runtime.drift import compare, sample_rows
 from models.runtime.errors import ModelLoadError
-from models.runtime.contract import EncoderBackend
 from models.runtime.factory import cached_graph, create_backend, openvino_cache
 from models.runtime.folders import ModelDescription
 from models.runtime.onnx import OnnxBackend

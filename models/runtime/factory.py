@@ -73,13 +73,20 @@ def _has_openvino() -> bool:
 
 
 def _openvino(
-    description: ModelDescription, on_cpu: bool, dtype: DType, quantize: Quantize, onnx_cache: Path, threads: int
+    description: ModelDescription,
+    on_cpu: bool,
+    dtype: DType,
+    quantize: Quantize,
+    onnx_cache: Path,
+    threads: int,
 ) -> EncoderBackend:
     """OpenVINO on the model's graph: float32 or bfloat16, or int8 for an int8 graph."""
     from models.runtime.openvino import OpenVinoBackend
 
     if not on_cpu or dtype not in ("float32", "bfloat16"):
-        raise ModelLoadError(f"{description.path}: the openvino runtime serves float32 or bfloat16 on CPU only")
+        raise ModelLoadError(
+            f"{description.path}: the openvino runtime serves float32 or bfloat16 on CPU only"
+        )
     int8 = quantize == "int8" or description.onnx_only
     path = onnx_model_path(description, onnx_cache, quantize, threads)
     return OpenVinoBackend(path, threads, "int8" if int8 else dtype, openvino_cache(onnx_cache))

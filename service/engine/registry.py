@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.runtime import builtins as defaults
+from models.runtime.autodtype import Choice, choose_backend
 from models.runtime.drift import Drift, check_floor, measure_drift
 from models.runtime.errors import ModelError, ModelLoadError
-from models.runtime.autodtype import Choice, choose_backend
 from models.runtime.folders import ModelDescription, describe_model, resolve_source
 from models.runtime.tokenization import TextTokenizer
 from service.cache.keys import RowScope
@@ -154,7 +154,9 @@ class ModelRegistry:
             backend.device,
             seconds,
         )
-        return LoadedModel(spec, engine, backend.device, runtime, backend.dtype, seconds, drift, choice.reason)
+        return LoadedModel(
+            spec, engine, backend.device, runtime, backend.dtype, seconds, drift, choice.reason
+        )
 
     def _backend(self, spec: ModelSpec, description: ModelDescription) -> Choice:
         threads = self._settings.threads or os.cpu_count() or 1

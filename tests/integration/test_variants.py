@@ -152,5 +152,5 @@ def test_int8_variant_refuses_the_torch_runtime(
     models = [{"name": "int8", "source": str(variants["int8"]), "runtime": "torch"}]
     with ThreadPoolExecutor(1) as pool:
         registry = ModelRegistry(_settings(make_settings, models), pool)
-        with pytest.raises(ModelLoadError, match=r"model .int8.*runs on CPU only, on ONNX Runtime or OpenVINO"):
+        with pytest.raises(ModelLoadError, match=r"model .int8.*runs on CPU only, on ONNX Runtime or"):
             registry.load_all()
