@@ -51,7 +51,7 @@ def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.max_batch_tokens == 4096
     assert [(m.name, m.dtype, m.task) for m in settings.models] == [
         ("e", "bfloat16", "auto"),
-        ("c", "float32", "classify"),
+        ("c", "auto", "classify"),
     ]
 
 
