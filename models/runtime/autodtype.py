@@ -83,7 +83,7 @@ def choose_auto(
     if resolve_device(device) != "cpu":
         backend, name = create_backend(description, runtime, device, "float32", quantize, onnx_cache, threads)
         return Choice(backend, name, "dtype auto on a GPU: float32")
-    if quantize == "int8" or description.onnx_only:
+    if quantize == "int8" or description.onnx_only or description.openvino_only:
         backend, name = create_backend(description, runtime, device, "float32", quantize, onnx_cache, threads)
         return Choice(backend, name, "int8 (quantized weights)")
     from models.runtime.openvino import OpenVinoBackend, openvino_available

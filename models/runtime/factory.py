@@ -35,13 +35,18 @@ def create_backend(
     """Build the backend for an explicit ``dtype``; returns it and the runtime's name.
 
     ``runtime: auto`` on CPU: ONNX Runtime for float32 (the exact path) and int8, OpenVINO for bfloat16
-    (PyTorch when OpenVINO is not installed), PyTorch for everything else.
+    (PyTorch when OpenVINO is not installed) and for an OpenVINO int8 variant, PyTorch for the rest.
     """
     if dtype == "auto":
         raise ValueError("create_backend needs an explicit dtype (autodtype.choose_backend resolves auto)")
     on_cpu = resolve_device(device) == "cpu"
     int8 = quantize == "int8" or description.onnx_only
-    if runtime == "openvino" or (runtime == "auto" and on_cpu and dtype == "bfloat16" and _has_openvino()):
+    if description.openvino_only and runtime not in ("auto", "openvino"):
+        raise ModelLoadError(
+            f"{description.path}: an OpenVINO int8 variant runs on the openvino runtime only"
+        )
+    wants_openvino = description.openvino_only or (dtype == "bfloat16" and on_cpu and _has_openvino())
+    if runtime == "openvino" or (runtime == "auto" and wants_openvino):
         return _openvino(description, on_cpu, dtype, quantize, onnx_cache, threads), "openvino"
     on_cpu_fp32 = on_cpu and dtype == "float32"
     if int8 and (runtime == "torch" or not on_cpu_fp32):
@@ -87,7 +92,7 @@ def _openvino(
         raise ModelLoadError(
             f"{description.path}: the openvino runtime serves float32 or bfloat16 on CPU only"
         )
-    int8 = quantize == "int8" or description.onnx_only
+    int8 = quantize == "int8" or description.onnx_only or description.openvino_only
     path = onnx_model_path(description, onnx_cache, quantize, threads)
     return OpenVinoBackend(path, threads, "int8" if int8 else dtype, openvino_cache(onnx_cache))
 
@@ -100,8 +105,9 @@ def openvino_cache(onnx_cache: Path) -> Path:
 def onnx_model_path(
     description: ModelDescription, cache_dir: Path, quantize: Quantize = "none", threads: int = 2
 ) -> Path:
-    """The graph to run: the folder's own ``model.onnx``, or the cached export (int8 if asked)."""
-    if description.onnx_only:
+    """The graph to run: the folder's own ``model.onnx`` (or OpenVINO IR), or the cached export (int8
+    if asked)."""
+    if description.onnx_only or description.openvino_only:
         if quantize != "none":
             raise ModelLoadError(
                 f"{description.path}: already an ONNX graph; load-time quantize does not apply"

@@ -24,6 +24,8 @@ _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 #: An ONNX-only folder (an int8 variant) has no safetensors: its graph is its weights.
 ONNX_FILE = "model.onnx"
+#: An OpenVINO int8 variant: its graph as OpenVINO IR (``.xml``, weights in the ``.bin`` next to it).
+OPENVINO_FILE = "openvino_model.xml"
 _PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5")
 #: A safetensors header larger than this is not a real one (a header is a few kB per hundred tensors).
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -50,6 +52,11 @@ class ModelDescription:
     def onnx_only(self) -> bool:
         """Whether the folder holds an ONNX graph and no PyTorch weights (only ONNX Runtime can run it)."""
         return self.weights.name == ONNX_FILE
+
+    @property
+    def openvino_only(self) -> bool:
+        """Whether the folder holds an OpenVINO IR graph and no other weights (only OpenVINO runs it)."""
+        return self.weights.name == OPENVINO_FILE
 
 
 def resolve_source(source: str, revision: str | None = None) -> Path:
@@ -89,7 +96,7 @@ def check_weights(path: Path) -> Path:
     Safetensors files are checked here (header and sizes), so a truncated or corrupt download stops
     start-up with the file's name instead of failing later inside the runtime.
     """
-    for name in (*_WEIGHT_FILES, ONNX_FILE):
+    for name in (*_WEIGHT_FILES, ONNX_FILE, OPENVINO_FILE):
         if (path / name).is_file():
             if name == "model.safetensors":
                 check_safetensors(path / name)
@@ -103,7 +110,7 @@ def check_weights(path: Path) -> Path:
             f"{path}: only pickle weights ({pickled[0]}) found; bertserve loads safetensors only "
             "(convert with transformers' save_pretrained(safe_serialization=True))"
         )
-    raise ModelLoadError(f"{path}: no model.safetensors (or model.onnx) found")
+    raise ModelLoadError(f"{path}: no model.safetensors (or model.onnx, {OPENVINO_FILE}) found")
 
 
 def check_safetensors(file: Path) -> None:
@@ -203,6 +210,8 @@ def fingerprint(weights: Path, variant: dict[str, Any] | None) -> str:
     if weights.name.endswith(".index.json"):
         shards = sorted(set(read_json(weights).get("weight_map", {}).values()))
         files = [weights.parent / shard for shard in shards]
+    elif weights.name == OPENVINO_FILE:
+        files = [weights, weights.with_suffix(".bin")]  # the IR's weights live in the .bin
     digest = hashlib.sha256()
     for file in files:
         stat = file.stat()

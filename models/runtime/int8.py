@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,38 @@ class Int8Targets:
     min_mean_cosine: float = 0.995
     min_cosine: float = 0.98
     max_float_fraction: float = 0.5
+
+    def met(self, drift: tuple[float, float]) -> bool:
+        """Whether ``(min, mean)`` cosine meets the targets."""
+        return drift[0] >= self.min_cosine and drift[1] >= self.min_mean_cosine
+
+
+def keep_float_search(
+    candidates: list[str],
+    drift_with: Callable[[list[str]], tuple[float, float]],
+    targets: Int8Targets,
+    progress: bool = False,
+) -> tuple[list[str], dict[str, float], tuple[float, float]]:
+    """The guardrail of every int8 recipe: when quantizing all ``candidates`` misses ``targets``, measure
+    each one's sensitivity (the mean cosine lost when it alone is quantized), then keep the most sensitive
+    in higher precision, one at a time, until the targets hold. ``drift_with(keep)`` returns the
+    ``(min, mean)`` cosine with the ``keep`` candidates left unquantized. Returns the kept candidates,
+    the sensitivities and the final drift."""
+    drift = drift_with([])
+    sensitivity: dict[str, float] = {}
+    keep: list[str] = []
+    if targets.met(drift):
+        return keep, sensitivity, drift
+    for name in tqdm(candidates, desc="int8 sensitivity", disable=not progress):
+        alone = drift_with([other for other in candidates if other != name])
+        sensitivity[name] = round(1 - alone[1], 6)
+    limit = int(len(candidates) * targets.max_float_fraction)
+    for name in sorted(sensitivity, key=sensitivity.__getitem__, reverse=True)[:limit]:
+        keep.append(name)
+        drift = drift_with(keep)
+        if targets.met(drift):
+            break
+    return keep, sensitivity, drift
 
 
 def weight_matmuls(model_path: Path) -> list[str]:
@@ -103,23 +136,7 @@ def build_int8(
             quantize_file(fp32, trial, keep_float)
             return cosine_drift(reference, comparable(_graph_rows(trial, tokenizer, texts, threads), task))
 
-        def met(drift: tuple[float, float]) -> bool:
-            return drift[0] >= targets.min_cosine and drift[1] >= targets.min_mean_cosine
-
-        drift = drift_with([])
-        sensitivity: dict[str, float] = {}
-        keep_float: list[str] = []
-        if not met(drift):
-            # Sensitivity of each matrix: the mean cosine lost when it alone is quantized.
-            for name in tqdm(candidates, desc="int8 sensitivity", disable=not progress):
-                alone = drift_with([other for other in candidates if other != name])
-                sensitivity[name] = round(1 - alone[1], 6)
-            limit = int(len(candidates) * targets.max_float_fraction)
-            for name in sorted(sensitivity, key=sensitivity.__getitem__, reverse=True)[:limit]:
-                keep_float.append(name)
-                drift = drift_with(keep_float)
-                if met(drift):
-                    break
+        keep_float, sensitivity, drift = keep_float_search(candidates, drift_with, targets, progress)
     quantize_file(fp32, target, keep_float)
     return {
         "method": "onnxruntime dynamic int8, per-channel weights, uint8 activations",
@@ -131,7 +148,7 @@ def build_int8(
             "min_cosine": round(drift[0], 6),
             "mean_cosine": round(drift[1], 6),
         },
-        "targets_met": met(drift),
+        "targets_met": targets.met(drift),
     }
 
 

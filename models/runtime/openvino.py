@@ -33,8 +33,9 @@ def openvino_available() -> bool:
     return True
 
 
-def compile_graph(path: Path, threads: int, precision: str, cache_dir: Path | None) -> Any:
-    """Compile ``path`` (ONNX, or OpenVINO IR ``.xml``) for the CPU; cached in ``cache_dir``."""
+def compile_graph(path: Path | Any, threads: int, precision: str, cache_dir: Path | None) -> Any:
+    """Compile ``path`` (ONNX, OpenVINO IR ``.xml``, or an in-memory ``openvino.Model``) for the CPU;
+    cached in ``cache_dir`` (files only)."""
     import openvino as ov
 
     config: dict[str, Any] = {
@@ -50,15 +51,16 @@ def compile_graph(path: Path, threads: int, precision: str, cache_dir: Path | No
         cache_dir.mkdir(parents=True, exist_ok=True)
         config["CACHE_DIR"] = str(cache_dir)
     try:
-        return ov.Core().compile_model(str(path), "CPU", config)
+        return ov.Core().compile_model(str(path) if isinstance(path, Path) else path, "CPU", config)
     except Exception as exc:  # OpenVINO raises RuntimeError subclasses for any bad graph or setting
         raise ModelLoadError(f"{path}: OpenVINO cannot compile it ({type(exc).__name__}: {exc})") from exc
 
 
 class OpenVinoBackend:
-    """OpenVINO on CPU: ``dtype`` float32, bfloat16, or int8 (a graph with quantize nodes)."""
+    """OpenVINO on CPU: ``dtype`` float32, bfloat16, or int8 (a graph with quantize nodes). ``path``: a
+    graph file, or an in-memory ``openvino.Model`` (the int8 recipe's trial graphs)."""
 
-    def __init__(self, path: Path, threads: int, dtype: str, cache_dir: Path | None = None) -> None:
+    def __init__(self, path: Path | Any, threads: int, dtype: str, cache_dir: Path | None = None) -> None:
         if dtype not in PRECISION_HINTS:
             raise ModelLoadError(f"{path}: OpenVINO serves {', '.join(PRECISION_HINTS)}, not {dtype}")
         self.device = "cpu"

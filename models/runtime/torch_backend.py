@@ -68,8 +68,11 @@ def load_module(description: ModelDescription, device: str, dtype: torch.dtype) 
     """Load the model's weights (safetensors, no remote code) in eval mode on ``device``."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    if description.onnx_only:
-        raise ModelLoadError(f"{description.path}: an ONNX-only variant; serve it with runtime onnx (CPU)")
+    if description.onnx_only or description.openvino_only:
+        runtime = "onnx or openvino" if description.onnx_only else "openvino"
+        raise ModelLoadError(
+            f"{description.path}: a graph-only variant; serve it with runtime {runtime} (CPU)"
+        )
     loader = AutoModelForSequenceClassification if description.task == "classify" else AutoModel
     structure = (description.variant or {}).get("structure")
     try:

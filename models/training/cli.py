@@ -83,6 +83,12 @@ def add_commands(models: argparse.ArgumentParser) -> Any:
         if name == "quantize":
             recipe.add_argument("--dtype", choices=["int8", "float16", "bfloat16"], default="int8")
             recipe.add_argument(
+                "--runtime",
+                choices=["onnx", "openvino"],
+                default="onnx",
+                help="int8 for ONNX Runtime (dynamic, model.onnx) or OpenVINO (static, NNCF-calibrated IR)",
+            )
+            recipe.add_argument(
                 "--min-mean-cosine", type=float, default=0.995, help="int8 drift target (mean)"
             )
             recipe.add_argument(
@@ -149,6 +155,12 @@ def _run_recipe(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 
         if args.dtype == "int8":
             targets = Int8Targets(min_mean_cosine=args.min_mean_cosine, min_cosine=args.min_cosine)
+            if args.runtime == "openvino":
+                from models.training.openvino_int8 import quantize_openvino_int8
+
+                return quantize_openvino_int8(
+                    base, args.out, home, targets, overwrite=args.overwrite, progress=progress
+                )
             return quantize_int8(base, args.out, home, targets, overwrite=args.overwrite, progress=progress)
         return quantize_dtype(base, args.out, args.dtype, overwrite=args.overwrite)
     if args.model_command == "prune":

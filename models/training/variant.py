@@ -16,14 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from models.runtime.folders import ONNX_FILE, ModelDescription, read_json
+from models.runtime.folders import ONNX_FILE, OPENVINO_FILE, ModelDescription, read_json
 from models.runtime.structure import LayerShape, structure_to_json
 
 VARIANT_FILE = "variant.json"
 FORMAT_VERSION = 1
 #: Files of a model folder that are weights (never copied from the base into a variant).
-_WEIGHT_NAMES = {"model.safetensors", "model.safetensors.index.json", ONNX_FILE, VARIANT_FILE}
-_WEIGHT_SUFFIXES = (".bin", ".h5", ".onnx", ".onnx_data", ".msgpack", ".ot")
+_WEIGHT_NAMES = {"model.safetensors", "model.safetensors.index.json", ONNX_FILE, OPENVINO_FILE, VARIANT_FILE}
+_WEIGHT_SUFFIXES = (".bin", ".xml", ".h5", ".onnx", ".onnx_data", ".msgpack", ".ot")
 
 
 def copy_model_files(source: Path, target: Path) -> None:

@@ -1,0 +1,166 @@
+"""Static int8 for OpenVINO: NNCF post-training quantization, calibrated on training data, with the
+guardrail of every int8 recipe.
+
+NNCF inserts quantize nodes (OpenVINO ``FakeQuantize``) on the weights and activations of the exported
+graph, with ranges measured on calibration sentences: STS-B train for embedders, the sentiment train split
+for classifiers (never an evaluation split). OpenVINO runs the result on the CPU's VNNI int8 kernels,
+activations included (ONNX Runtime's dynamic int8 quantizes activations per batch at run time instead).
+The guardrail (:func:`models.runtime.int8.keep_float_search`) then measures the drift against float32 on
+the calibration sentences and, while it misses the targets, removes the quantize nodes of the most
+sensitive matrix products, one at a time. The variant folder holds the graph as OpenVINO IR
+(``openvino_model.xml`` and ``.bin``); the service serves it with runtime ``openvino`` (or ``auto``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.runtime.export import export_onnx
+from models.runtime.folders import OPENVINO_FILE, describe_model
+from models.runtime.inference import length_sorted_chunks, text_rows
+from models.runtime.int8 import Int8Targets, keep_float_search
+from models.runtime.onnx import OnnxBackend
+from models.runtime.openvino import OpenVinoBackend
+from models.runtime.postprocess import comparable, cosine_drift
+from models.runtime.tokenization import TextTokenizer
+from models.training.data import load_sts, sentiment_splits
+from models.training.variant import copy_model_files, publishing, write_manifest
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_TEXTS = 300
+#: Nodes between a quantize node and the matrix product it feeds (weights are often transposed).
+_PASS_THROUGH = {"Convert", "Transpose", "Reshape"}
+
+
+def training_texts(task: str, home: Path, count: int = CALIBRATION_TEXTS) -> list[str]:
+    """Calibration sentences from the training splits only: STS-B train, or the sentiment train split."""
+    if task == "classify":
+        train, _ = sentiment_splits(home)
+        texts = [example.text for example in train]
+    else:
+        texts = [text for pair in load_sts("train", home) for text in (pair.sentence1, pair.sentence2)]
+    return list(dict.fromkeys(texts))[:count]
+
+
+def calibration_feeds(model: Any, tokenizer: TextTokenizer, texts: list[str]) -> list[dict[str, np.ndarray]]:
+    """Length-sorted batches of 8 as the graph's input dictionaries (what NNCF feeds the model)."""
+    names = [port.get_any_name() for port in model.inputs]
+    items = tokenizer.encode(texts, truncate=True)
+    feeds = []
+    for chunk in length_sorted_chunks(items, 8):
+        batch = tokenizer.collate([items[i] for i in chunk])
+        arrays = {
+            "input_ids": batch.input_ids,
+            "attention_mask": batch.attention_mask,
+            "token_type_ids": batch.token_type_ids,
+        }
+        feeds.append({name: arrays[name] for name in names})
+    return feeds
+
+
+def quantizer_groups(model: Any) -> dict[str, list[str]]:
+    """Matrix product name -> names of the quantize nodes on its inputs."""
+    groups: dict[str, list[str]] = {}
+    for node in model.get_ordered_ops():
+        if node.get_type_name() != "MatMul":
+            continue
+        found = []
+        for value in node.input_values():
+            source = value.get_node()
+            while source.get_type_name() in _PASS_THROUGH:
+                source = source.input_value(0).get_node()
+            if source.get_type_name() == "FakeQuantize":
+                found.append(source.get_friendly_name())
+        if found:
+            groups[node.get_friendly_name()] = found
+    return groups
+
+
+def without_quantizers(model: Any, names: set[str]) -> Any:
+    """A copy of ``model`` with the quantize nodes in ``names`` bypassed (those values stay float)."""
+    trial = model.clone()
+    for node in trial.get_ordered_ops():
+        if node.get_type_name() == "FakeQuantize" and node.get_friendly_name() in names:
+            node.output(0).replace(node.input_value(0))
+    trial.validate_nodes_and_infer_types()
+    return trial
+
+
+def static_int8(
+    fp32: Path,
+    tokenizer: TextTokenizer,
+    texts: list[str],
+    targets: Int8Targets,
+    task: str,
+    threads: int,
+    progress: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """NNCF-quantize the ONNX graph ``fp32``; returns the guarded int8 ``openvino.Model`` and its report."""
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(fp32))
+    feeds = calibration_feeds(model, tokenizer, texts)
+    quantized = nncf.quantize(
+        model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds)
+    )
+    reference = comparable(text_rows(OnnxBackend(fp32, threads), tokenizer, texts), task)
+    groups = quantizer_groups(quantized)
+
+    def bypassed(keep: list[str]) -> set[str]:
+        return {fq for name in keep for fq in groups[name]}
+
+    def drift_with(keep: list[str]) -> tuple[float, float]:
+        trial = OpenVinoBackend(without_quantizers(quantized, bypassed(keep)), threads, "int8")
+        return cosine_drift(reference, comparable(text_rows(trial, tokenizer, texts), task))
+
+    keep, sensitivity, drift = keep_float_search(list(groups), drift_with, targets, progress)
+    report = {
+        "method": "NNCF static int8 (OpenVINO), weights and activations, calibrated",
+        "runtime": "openvino",
+        "matmuls": len(groups),
+        "kept_float": keep,
+        "sensitivity": sensitivity,
+        "calibration": {
+            "texts": len(texts),
+            "source": "sentiment train split" if task == "classify" else "STS-B train",
+            "min_cosine": round(drift[0], 6),
+            "mean_cosine": round(drift[1], 6),
+        },
+        "targets_met": targets.met(drift),
+    }
+    return without_quantizers(quantized, bypassed(keep)), report
+
+
+def quantize_openvino_int8(
+    base_path: Path,
+    out: Path,
+    home: Path,
+    targets: Int8Targets | None = None,
+    threads: int = 2,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Write a static int8 OpenVINO variant of ``base_path`` to ``out``."""
+    import openvino as ov
+
+    targets = targets or Int8Targets()
+    base = describe_model(base_path)
+    tokenizer = TextTokenizer.from_folder(base.path, base.max_input_tokens)
+    with publishing(out, overwrite) as scratch:
+        fp32 = export_onnx(base, scratch / "float32.onnx")
+        texts = training_texts(base.task, home)
+        model, report = static_int8(fp32, tokenizer, texts, targets, base.task, threads, progress)
+        # Float weights stay float32 (no float16 compression): kept matrices are exactly the base's.
+        ov.save_model(model, str(scratch / OPENVINO_FILE), compress_to_fp16=False)
+        fp32.unlink()
+        if not report["targets_met"]:
+            logger.warning("int8 variant of %s misses its targets: %s", base.path, report["calibration"])
+        copy_model_files(base.path, scratch)
+        settings = {"dtype": "int8", "runtime": "openvino", **targets.__dict__}
+        return write_manifest(scratch, base, "quantize-int8-openvino", settings, quantization=report)
