@@ -1,0 +1,77 @@
+"""Static int8 for OpenVINO (NNCF) on tiny random BERTs: calibrated on training data, guarded, served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.runtime.builtins import default_home
+from models.runtime.drift import compare, sample_rows
+from models.runtime.errors import ModelLoadError
+from models.runtime.factory import create_backend
+from models.runtime.folders import describe_model
+from models.runtime.int8 import Int8Targets
+from models.runtime.tokenization import TextTokenizer
+from models.training.data import load_sts
+from models.training.openvino_int8 import quantize_openvino_int8, training_texts
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def home() -> Path:
+    """The real data directory (STS-B and Rotten Tomatoes, fetched once and verified by sha256)."""
+    return default_home()
+
+
+def test_calibration_comes_from_training_splits_only(home: Path) -> None:
+    texts = training_texts("embed", home, 50)
+    assert len(texts) == len(set(texts)) == 50
+    evaluation = {
+        text
+        for split in ("dev", "test")
+        for p in load_sts(split, home)
+        for text in (p.sentence1, p.sentence2)
+    }
+    train = {text for p in load_sts("train", home) for text in (p.sentence1, p.sentence2)}
+    assert set(texts) <= train
+    assert not set(texts) & (evaluation - train)
+    assert len(training_texts("classify", home, 20)) == 20
+
+
+def test_static_int8_variant_is_openvino_ir_close_to_float32(
+    tiny_embedder: Path, home: Path, tmp_path: Path
+) -> None:
+    manifest = quantize_openvino_int8(tiny_embedder, tmp_path / "q", home, Int8Targets(0.99, 0.9))
+    report = manifest["quantization"]
+    assert report["matmuls"] >= 12  # the 12 weight matrices, and attention's products
+    assert report["targets_met"]
+    assert report["calibration"]["source"] == "STS-B train"
+    description = describe_model(tmp_path / "q")
+    assert description.openvino_only
+    assert not (tmp_path / "q" / "model.safetensors").exists()
+    backend, runtime = create_backend(description, "auto", "cpu", "float32", "none", tmp_path / "onnx", 1)
+    assert (runtime, backend.dtype) == ("openvino", "int8")
+    base = describe_model(tiny_embedder)
+    exact, _ = create_backend(base, "onnx", "cpu", "float32", "none", tmp_path / "onnx", 1)
+    tokenizer = TextTokenizer.from_folder(base.path, base.max_input_tokens)
+    rows, reference = sample_rows(backend, tokenizer), sample_rows(exact, tokenizer)
+    assert not np.allclose(rows, reference, atol=1e-6)  # really quantized
+    assert compare(reference, rows, "float32").mean_cosine > 0.99
+    for other in ("onnx", "torch"):
+        with pytest.raises(ModelLoadError, match="runs on the openvino runtime only"):
+            create_backend(description, other, "cpu", "float32", "none", tmp_path / "onnx", 1)  # type: ignore[arg-type]
+
+
+def test_guardrail_keeps_the_most_sensitive_products_float(
+    tiny_classifier: Path, home: Path, tmp_path: Path
+) -> None:
+    manifest = quantize_openvino_int8(tiny_classifier, tmp_path / "strict", home, Int8Targets(1.0, 1.0))
+    report = manifest["quantization"]
+    assert report["calibration"]["source"] == "sentiment train split"
+    assert len(report["sensitivity"]) == report["matmuls"]  # every product measured alone
+    ranked = sorted(report["sensitivity"], key=report["sensitivity"].__getitem__, reverse=True)
+    assert report["kept_float"] == ranked[: report["matmuls"] // 2]  # at most half, most sensitive first
+    assert not report["targets_met"]
