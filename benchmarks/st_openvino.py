@@ -1,8 +1,8 @@
-"""sentence-transformers' own OpenVINO backend on the same sentences, for benchmarks.openvino.
+"""sentence-transformers' own OpenVINO backend on the same sentences, for benchmarks.cpu_kernels.
 
     python benchmarks/st_openvino.py MODEL_FOLDER SENTENCES.json OUT.json ROUNDS
 
-Run by ``benchmarks.openvino`` with a second interpreter (``--st-python``): ``optimum-intel``, which this
+Run by ``benchmarks.cpu_kernels`` with a second interpreter (``--st-python``): ``optimum-intel``, which this
 backend needs, pins an older transformers than bertserve's, so it lives in its own virtual environment.
 Only the standard library, numpy and sentence-transformers are imported here.
 """
@@ -32,7 +32,9 @@ def main() -> None:
             rate = len(sample) / (time.perf_counter() - started)
             rates[f"b{size}"] = max(rates.get(f"b{size}", 0.0), rate)
     rows = model.encode(texts, batch_size=32)
-    hint = model[0].auto_model.request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT")
+    compiled = model[0].auto_model.request  # a CompiledModel in optimum-intel 2.x
+    compiled = getattr(compiled, "get_compiled_model", lambda: compiled)()
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
     with open(out, "w", encoding="utf-8") as handle:
         json.dump({"rates": rates, "rows": np.asarray(rows).tolist(), "precision": str(hint)}, handle)
 

@@ -2,7 +2,7 @@
 sentence-transformers' OpenVINO backend (in-process), then the default serve (dtype auto) vs float32 ONNX
 Runtime served, parity with sentence-transformers float32, and STS-B through the default server.
 
-    python -m benchmarks.openvino [--rounds 3] [--int8 VARIANT_FOLDER] [--st-python PYTHON]
+    python -m benchmarks.cpu_kernels [--rounds 3] [--int8 VARIANT_FOLDER] [--st-python PYTHON]
                                   [--seconds 15] [--no-served]
 
 In-process: all-MiniLM-L6-v2, the graph the server exports (pooling inside), length-sorted batches of 1, 8
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import load_point, print_table, real_sentences, start_bertserve
+from benchmarks.common import print_table, real_sentences, start_bertserve
 from benchmarks.eval_sts import evaluate_sts
+from benchmarks.load import load_point
 from models.runtime.autodtype import choose_backend
 from models.runtime.builtins import default_home, minilm_path
 from models.runtime.factory import create_backend
@@ -147,10 +148,11 @@ def main() -> None:
     parser.add_argument("--st-python", help="interpreter with sentence-transformers + optimum-intel")
     parser.add_argument("--seconds", type=float, default=15.0, help="per served load point")
     parser.add_argument("--no-served", action="store_true", help="skip the served comparison")
+    parser.add_argument("--sentences", type=int, default=512, help="in-process sentences (a quick check: 64)")
     args = parser.parse_args()
     threads = os.cpu_count() or 1
     sentences = real_sentences(2000)
-    in_process(args, sentences[:512], threads)
+    in_process(args, sentences[: args.sentences], threads)
     parity(sentences[:300], threads)
     if not args.no_served:
         served(sentences, args.seconds)
