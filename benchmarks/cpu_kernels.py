@@ -33,7 +33,7 @@ from models.runtime.folders import describe_model
 from models.runtime.inference import text_rows
 from models.runtime.postprocess import cosine_drift
 from models.runtime.tokenization import TextTokenizer
-from models.training.evaluate import Candidate, speed
+from models.training.evaluate import Candidate, quality, speed
 
 #: (name, runtime, dtype, quantize) of the in-process candidates; the first is the baseline.
 RUNS = [
@@ -85,17 +85,23 @@ def in_process(args: argparse.Namespace, texts: list[str], threads: int) -> None
     for candidate in loaded:
         got = figures[candidate.name]
         low, _ = cosine_drift(reference, text_rows(candidate.backend, candidate.tokenizer, texts))
-        rows.append([candidate.name, *(got[f"throughput_b{b}"] for b in (1, 8, 32)), low])
+        sts = quality(candidate, default_home())[0]["sts_spearman"]
+        rows.append([candidate.name, *(got[f"throughput_b{b}"] for b in (1, 8, 32)), low, f"{sts:.4f}"])
     if args.st_python:
         st = sentence_transformers_openvino(args.st_python, texts, args.rounds)
         rates = st["rates"]
         assert isinstance(rates, dict)
         low, _ = cosine_drift(reference, np.asarray(st["rows"], dtype=np.float32))
         name = f"sentence-transformers openvino ({st['precision']})"
-        rows.append([name, *(rates[f"b{b}"] for b in (1, 8, 32)), low])
+        rows.append([name, *(rates[f"b{b}"] for b in (1, 8, 32)), low, "-"])
     base32 = rows[0][3]
-    headers = ["runtime", "b1 sent/s", "b8 sent/s", "b32 sent/s", "x ORT fp32 @b32", "min cosine to ORT fp32"]
-    print_table(headers, [[*row[:4], f"{row[3] / base32:.2f}x", f"{row[4]:.5f}"] for row in rows])
+    headers = ["runtime", "b1 sent/s", "b8 sent/s", "b32 sent/s", "x ORT fp32 @b1", "x ORT fp32 @b32"]
+    headers += ["min cosine to ORT fp32", "STS-B test"]
+    table = [
+        [*row[:4], f"{row[1] / rows[0][1]:.2f}x", f"{row[3] / base32:.2f}x", f"{row[4]:.5f}", row[5]]
+        for row in rows
+    ]
+    print_table(headers, table)
 
 
 def parity(texts: list[str], threads: int) -> None:
@@ -133,9 +139,8 @@ def served(sentences: list[str], seconds: float) -> None:
         finally:
             server.stop()
     for client, shape in (("wrk", "64x1"), ("httpx", "64x1"), ("wrk", "64x32")):
-        ratio = (
-            rates[f"default (dtype auto) {client} {shape}"] / rates[f"float32 onnxruntime {client} {shape}"]
-        )
+        exact = max(rates[f"float32 onnxruntime {client} {shape}"], 1e-9)
+        ratio = rates[f"default (dtype auto) {client} {shape}"] / exact
         print(f"{client} c{shape}: default / float32 ORT served = {ratio:.2f}x")
     print(f"STS-B test Spearman through the default server: {spearman:.4f}")
 
