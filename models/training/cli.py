@@ -120,6 +120,12 @@ def add_commands(models: argparse.ArgumentParser) -> Any:
     evaluate.add_argument("variants", nargs="*", help="variant folders (NAME=FOLDER or FOLDER)")
     evaluate.add_argument("--rounds", type=int, default=3, help="speed rounds (best of; models alternate)")
     evaluate.add_argument("--json", type=Path, help="write the figures here as JSON")
+    evaluate.add_argument(
+        "--runtimes",
+        action="store_true",
+        help="every model on every CPU runtime x dtype that runs it (ONNX Runtime, OpenVINO; float32, "
+        "bfloat16, int8), side by side",
+    )
     report = sub.add_parser("report", parents=[common], help="Markdown table and PNG plot of eval results")
     report.add_argument("results", nargs="+", type=Path, help="JSON files written by `models eval --json`")
     report.add_argument("--out-dir", type=Path, default=Path("benchmarks"), help="where to write them")
@@ -194,7 +200,14 @@ def _evaluate(args: argparse.Namespace, home: Path) -> int:
         name, sep, folder = item.partition("=")
         path = Path(folder if sep else item).expanduser().resolve()
         variants[name if sep else path.name] = path
-    results = evaluate(_model(args.base, home), variants, home, args.rounds, progress=not args.no_progress)
+    results = evaluate(
+        _model(args.base, home),
+        variants,
+        home,
+        args.rounds,
+        progress=not args.no_progress,
+        runtimes=args.runtimes,
+    )
     results["base"]["source"] = args.base  # names the base in the report (a builtin's folder is "model")
     for name, path in variants.items():
         record_eval(

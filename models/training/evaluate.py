@@ -1,7 +1,8 @@
 """The ``eval`` step: quality and speed of variants against their base, measured side by side in one run.
 
 Every model runs through the backend the service would pick for it (ONNX Runtime on CPU for float32 and
-int8), on the same real sentences:
+int8, OpenVINO for its own int8 graphs), or, with ``runtimes``, on every CPU runtime and dtype that can run
+it (ONNX Runtime float32 / int8, OpenVINO float32 / bfloat16 / int8), on the same real sentences:
 
 - quality: STS-B test Spearman (embedding models) or held-out sentiment accuracy (classifiers), and the
   cosine of each output to the base's output on the same sentence (min and mean over STS-B test);
@@ -28,9 +29,16 @@ from models.runtime.factory import create_backend
 from models.runtime.folders import ModelDescription, describe_model
 from models.runtime.postprocess import comparable, cosine_drift
 from models.runtime.tokenization import TextTokenizer
+from models.runtime.types import DType, Runtime
 from models.training.data import SENTIMENT_LABELS, load_sts, sentiment_splits
 
 BATCH_SIZES = (1, 8, 32)
+#: (runtime, dtype) a model with float weights runs on, the service's float32 choice first.
+FLOAT_RUNS: tuple[tuple[Runtime, DType], ...] = (
+    ("onnx", "float32"),
+    ("openvino", "float32"),
+    ("openvino", "bfloat16"),
+)
 
 
 @dataclass
@@ -44,12 +52,28 @@ class Candidate:
     tokenizer: TextTokenizer
 
 
-def load_candidate(name: str, path: Path, home: Path, threads: int) -> Candidate:
-    """Load ``path`` the way the service would on CPU (runtime auto, float32 or the variant's int8)."""
+def runs_for(description: ModelDescription) -> list[tuple[Runtime, DType]]:
+    """The (runtime, dtype) pairs that can run ``description`` on CPU; an int8 graph's dtype is its own
+    (``float32`` here only selects no other)."""
+    if description.openvino_only:
+        return [("openvino", "float32")]
+    if description.onnx_only:
+        return [("onnx", "float32"), ("openvino", "float32")]
+    return list(FLOAT_RUNS)
+
+
+def load_candidates(name: str, path: Path, home: Path, threads: int, runtimes: bool) -> list[Candidate]:
+    """Load ``path`` the way the service would on CPU (runtime auto, float32 or the variant's int8) and,
+    with ``runtimes``, on every other runtime and dtype too (named ``NAME runtime/dtype``)."""
     description = describe_model(path)
-    backend, runtime = create_backend(description, "auto", "cpu", "float32", "none", home / "onnx", threads)
     tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
-    return Candidate(name, description, backend, runtime, tokenizer)
+    runs = runs_for(description)
+    candidates = []
+    for index, (runtime, dtype) in enumerate(runs if runtimes else runs[:1]):
+        backend, used = create_backend(description, runtime, "cpu", dtype, "none", home / "onnx", threads)
+        label = name if index == 0 else f"{name} {used}/{backend.dtype}"
+        candidates.append(Candidate(label, description, backend, used, tokenizer))
+    return candidates
 
 
 def model_outputs(candidate: Candidate, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
@@ -147,7 +171,15 @@ def speed(
 
 
 def footprint(description: ModelDescription) -> dict[str, int]:
-    """Bytes of the weight file on disk and the number of weight elements."""
+    """Bytes of the weight file(s) on disk and the number of weight elements."""
+    if description.openvino_only:
+        import openvino as ov
+
+        model = ov.Core().read_model(str(description.weights))
+        constants = [op for op in model.get_ordered_ops() if op.get_type_name() == "Constant"]
+        params = sum(int(np.prod(op.get_output_shape(0))) for op in constants)
+        size = sum(f.stat().st_size for f in (description.weights, description.weights.with_suffix(".bin")))
+        return {"size_bytes": size, "parameters": params}
     if description.onnx_only:
         import onnx
         from onnx import numpy_helper
@@ -169,11 +201,14 @@ def evaluate(
     rounds: int = 3,
     threads: int | None = None,
     progress: bool = True,
+    runtimes: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Quality and speed of ``base`` and each variant (name -> folder), measured in one run."""
+    """Quality and speed of ``base`` and each variant (name -> folder), measured in one run; with
+    ``runtimes``, each on every CPU runtime and dtype that runs it."""
     threads = threads or os.cpu_count() or 1
-    candidates = [load_candidate("base", base, home, threads)]
-    candidates += [load_candidate(name, path, home, threads) for name, path in variants.items()]
+    candidates = load_candidates("base", base, home, threads, runtimes)
+    for name, path in variants.items():
+        candidates += load_candidates(name, path, home, threads, runtimes)
     results: dict[str, dict[str, Any]] = {}
     reference: np.ndarray | None = None
     for candidate in tqdm(candidates, desc="quality", disable=not progress):

@@ -33,6 +33,19 @@ _COLUMNS = (
 )
 
 
+def frontier(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the (speed-up, quality) points no other point beats on both, fastest first: the
+    quality-speed frontier (what is worth serving)."""
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1]))
+    best = float("-inf")
+    kept = []
+    for index in order:
+        if points[index][1] > best:
+            kept.append(index)
+            best = points[index][1]
+    return kept
+
+
 def load_results(files: list[Path]) -> list[dict[str, dict[str, Any]]]:
     """The eval results, one dict (name -> figures) per file."""
     return [json.loads(file.read_text(encoding="utf-8")) for file in files]
@@ -67,7 +80,8 @@ def markdown(results: list[dict[str, dict[str, Any]]], command: str) -> str:
         f"Produced by `{command}`. Each table is one run: the base and its variants loaded side by side,",
         "throughput on length-sorted real STS-B sentences at batch 1 and 32 (best of the run's rounds),",
         "`x` = ratio to the base of the same run; `drop` = base quality minus the variant's; cosine = to the",
-        "base's outputs on the STS-B test sentences. Size = weight file on disk.",
+        "base's outputs on the STS-B test sentences. Size = weight file on disk. **Bold**: on the",
+        "quality-speed frontier (no other row is both faster at batch 32 and better).",
         "",
     ]
     for table in results:
@@ -76,7 +90,10 @@ def markdown(results: list[dict[str, dict[str, Any]]], command: str) -> str:
         lines += [f"## {_base_name(base)} ({base['task']}; quality = {label})", ""]
         lines.append("| " + " | ".join(_COLUMNS) + " |")
         lines.append("|" + " --- |" * len(_COLUMNS))
-        lines += ["| " + " | ".join(_row(name, figures, base)) + " |" for name, figures in table.items()]
+        on_edge = set(frontier([(f["speedup_b32"], f[QUALITY_KEYS[f["task"]][0]]) for f in table.values()]))
+        for index, (name, figures) in enumerate(table.items()):
+            label = f"**{name}**" if index in on_edge else name
+            lines.append("| " + " | ".join([label, *_row(name, figures, base)[1:]]) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -91,8 +108,16 @@ def plot(results: list[dict[str, dict[str, Any]]], target: Path) -> None:
     figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
     for axis, table in zip(axes[0], results, strict=True):
         key, label = QUALITY_KEYS[table["base"]["task"]]
+        points = [(figures["speedup_b32"], figures[key]) for figures in table.values()]
+        edge = sorted(points[i] for i in frontier(points))
+        axis.step([p[0] for p in edge], [p[1] for p in edge], where="post", color="grey", alpha=0.6)
+        kinds = sorted({f"{f['runtime']}/{f['dtype']}" for f in table.values()})
+        colours = {kind: f"C{i}" for i, kind in enumerate(kinds)}
+        for kind in kinds:  # one legend entry per runtime/dtype
+            axis.scatter([], [], s=40, color=colours[kind], label=kind)
         for name, figures in table.items():
-            axis.scatter(figures["speedup_b32"], figures[key], s=40)
+            kind = f"{figures['runtime']}/{figures['dtype']}"
+            axis.scatter(figures["speedup_b32"], figures[key], s=40, color=colours[kind])
             axis.annotate(
                 name,
                 (figures["speedup_b32"], figures[key]),
@@ -104,6 +129,7 @@ def plot(results: list[dict[str, dict[str, Any]]], target: Path) -> None:
         axis.set_ylabel(label)
         axis.set_title(_base_name(table["base"]))
         axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, title="grey: frontier", title_fontsize=7)
     figure.tight_layout()
     figure.savefig(target, dpi=120)
     plt.close(figure)

@@ -32,7 +32,7 @@ from models.training.prune import (
     select_units,
 )
 from models.training.quantize import quantize_dtype, quantize_int8
-from models.training.report import write_report
+from models.training.report import frontier, write_report
 from tests.conftest import build_tiny_embedder
 
 SENTENCES = [
@@ -202,7 +202,18 @@ def test_eval_and_report_measure_every_variant_against_the_base(
     base: Path, home: Path, tmp_path: Path
 ) -> None:
     quantize_int8(base, tmp_path / "int8", home, Int8Targets(min_mean_cosine=0.9, min_cosine=0.5))
-    results = evaluate(base, {"int8": tmp_path / "int8"}, home, rounds=1, threads=2, progress=False)
+    results = evaluate(
+        base, {"int8": tmp_path / "int8"}, home, rounds=1, threads=2, progress=False, runtimes=True
+    )
+    kinds = {name: f"{figures['runtime']}/{figures['dtype']}" for name, figures in results.items()}
+    assert kinds == {
+        "base": "onnx/float32",
+        "base openvino/float32": "openvino/float32",
+        "base openvino/bfloat16": "openvino/bfloat16",
+        "int8": "onnx/int8",
+        "int8 openvino/int8": "openvino/int8",
+    }
+    assert results["base openvino/float32"]["cosine_min"] == pytest.approx(1.0, abs=1e-5)
     assert results["base"]["cosine_min"] == pytest.approx(1.0, abs=1e-5)
     assert results["base"]["speedup_b32"] == 1.0
     for figures in results.values():
@@ -213,8 +224,16 @@ def test_eval_and_report_measure_every_variant_against_the_base(
     assert results["int8"]["recipe"] == "quantize-int8"
     (tmp_path / "embed.json").write_text(json.dumps(results))
     table, image = write_report([tmp_path / "embed.json"], tmp_path / "report", "test")
-    assert "| int8 | quantize-int8 | onnx/int8 |" in table.read_text()
+    assert " | quantize-int8 | onnx/int8 |" in table.read_text()
+    assert "base openvino/bfloat16" in table.read_text()
+    assert " | base | openvino/bfloat16 |" in table.read_text()
     assert image.read_bytes().startswith(b"\x89PNG")
+
+
+def test_frontier_keeps_what_nothing_beats_on_speed_and_quality() -> None:
+    points = [(1.0, 0.82), (1.9, 0.82), (1.2, 0.81), (3.0, 0.815), (2.5, 0.80), (8.0, 0.79)]
+    assert frontier(points) == [5, 3, 1]  # fastest first; (1.0, 0.82) ties (1.9, 0.82) and is slower
+    assert frontier([]) == []
 
 
 def test_spearman_matches_scipy_with_ties() -> None:
