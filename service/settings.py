@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.runtime import builtins as defaults
+from models.runtime.devices import default_threads
 
 TaskSetting = Literal["auto", "embed", "classify"]
 PoolingSetting = Literal["auto", "mean", "cls"]
@@ -197,6 +198,11 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"api_keys_file {value} does not exist")
         return value
+
+    @property
+    def inference_threads(self) -> int:
+        """``threads``, with 0 resolved to the runtime's one default (a thread per core)."""
+        return self.threads or default_threads()
 
     def load_api_keys(self) -> list[bytes]:
         """Every configured key, from the environment and from the keys file."""

@@ -14,7 +14,7 @@ from models.runtime.builtins import default_home
 from models.runtime.errors import ModelLoadError
 from models.runtime.int8 import Int8Targets
 from models.training.distill import distill
-from models.training.loop import DistillConfig
+from models.training.distillation import DistillConfig
 from models.training.prune import prune_magnitude, prune_structured
 from models.training.quantize import quantize_dtype, quantize_int8
 from service.app import create_app

@@ -21,9 +21,9 @@ from models.runtime.tokenization import TextTokenizer
 from models.runtime.torch_backend import TorchBackend, load_module
 from models.training.cli import add_commands, run
 from models.training.distill import distill, make_student, spread_layers
+from models.training.distillation import DistillConfig
 from models.training.errors import TrainingError
 from models.training.evaluate import evaluate, spearman
-from models.training.loop import DistillConfig
 from models.training.prune import (
     apply_selection,
     prune_magnitude,

@@ -22,8 +22,8 @@ from models.training.finetune import (
     FinetuneConfig,
     evaluate_accuracy,
     finetune_classifier,
-    length_bucketed_batches,
 )
+from models.training.loop import length_bucketed_batches
 from tests.conftest import build_tiny_embedder
 
 POSITIVE = ["great", "wonderful", "superb", "delightful", "brilliant", "moving"]
