@@ -2,7 +2,7 @@
 
 A variant folder is a model folder: the tokenizer, config and pooling files of its base, its own weights
 (safetensors, or ``model.onnx`` for an int8 graph) and ``variant.json``. The service loads it like any
-model; ``variant.json`` tells it the base (for the drift check at warm-up) and any pruned structure.
+model; ``variant.json`` tells it the base (for the drift check at start-up) and any pruned structure.
 """
 
 from __future__ import annotations

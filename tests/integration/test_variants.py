@@ -21,6 +21,8 @@ from service.app import create_app
 from service.settings import Settings
 from tests.integration.conftest import started_client
 
+pytestmark = pytest.mark.integration
+
 TEXTS = ["A man is playing a guitar.", "The stock market fell sharply.", "Two dogs run through a field."]
 QUICK = DistillConfig(epochs=1, max_texts=32, batch_size=16, threads=1)
 
