@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual alias)
 
 from models.runtime.contract import EncoderBackend
-from models.runtime.devices import default_threads
 from models.runtime.factory import create_backend
 from models.runtime.folders import ModelDescription
 from models.runtime.inference import encoded_rows
@@ -31,44 +30,25 @@ from models.runtime.types import Pooling, Task
 from models.training import loop
 from models.training.data import load_sts, sentiment_splits
 from models.training.errors import TrainingError
+from models.training.loop import TrainingConfig
 
 
 @dataclass
-class DistillConfig:
-    """Hyper-parameters of :func:`distill_train`.
+class DistillConfig(TrainingConfig):
+    """Hyper-parameters of :func:`distill_train`: the shared ones (:class:`TrainingConfig`, here over the
+    unlabeled texts) and the distillation loss's.
 
     Attributes:
-        epochs: Passes over the unlabeled texts.
-        learning_rate: Peak AdamW learning rate (after warm-up; then linear decay to zero).
-        warmup_ratio: Fraction of optimizer steps in linear warm-up.
-        weight_decay: AdamW weight decay (not on biases and LayerNorm weights).
-        batch_size: Texts per forward/backward pass.
-        grad_accumulation: Passes per optimizer step (effective batch = batch_size x this).
-        max_length: Token truncation of the training texts.
-        seed: Seeds torch, numpy, random and the batch order.
         temperature: Softmax temperature of the logit (KL) loss, classifiers only.
         cosine_weight: Weight of the (1 - cosine) term next to the MSE, embedding models only.
         max_texts: Optional cap on training texts (for quick runs and tests).
-        freeze_embeddings: Keep the word-embedding matrix frozen (half of MiniLM's parameters: the
-            optimizer skips them, and the student's vocabulary stays the teacher's).
-        bf16: bfloat16 autocast for training passes; None = only where the CPU has native bf16.
-        threads: torch intra-op threads.
     """
 
     epochs: int = 3
-    learning_rate: float = 1e-4
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
     batch_size: int = 64
-    grad_accumulation: int = 1
-    max_length: int = 128
-    seed: int = 13
     temperature: float = 2.0
     cosine_weight: float = 1.0
     max_texts: int | None = None
-    freeze_embeddings: bool = True
-    bf16: bool | None = None
-    threads: int = field(default_factory=default_threads)
 
     def settings(self) -> dict[str, Any]:
         """The configuration as recorded in ``variant.json`` (threads excluded: not part of the recipe)."""

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from models.runtime.devices import default_threads
 from models.runtime.errors import ModelLoadError
 from models.training import loop
 from models.training.data import SENTIMENT_LABELS, LabeledText, sentiment_splits
@@ -40,48 +39,24 @@ FINETUNE_METADATA = "finetune.json"
 
 
 @dataclass
-class FinetuneConfig:
-    """Hyper-parameters of :func:`finetune_classifier`.
+class FinetuneConfig(loop.TrainingConfig):
+    """Hyper-parameters of :func:`finetune_classifier`: the shared ones (:class:`~models.training.loop.
+    TrainingConfig`; reviews are ~27 tokens on average, so 64 cut few) and the data's.
 
     Attributes:
-        epochs: Passes over the (possibly capped) training set.
-        learning_rate: Peak AdamW learning rate, reached after warm-up.
-        warmup_ratio: Fraction of optimizer steps spent in linear warm-up;
-            the rest decays linearly to zero.
-        weight_decay: AdamW weight decay (not applied to biases and LayerNorm).
-        batch_size: Examples per forward/backward pass.
-        grad_accumulation: Passes accumulated per optimizer step; the effective
-            batch is ``batch_size * grad_accumulation``.
-        max_length: Token truncation length (reviews are ~27 tokens on average).
-        seed: Seed for torch, numpy, random, head init, dropout and batch order.
         max_train_examples: Optional cap on training examples (first N of the
             shuffled training split); ``None`` uses all of them.
-        threads: ``torch.set_num_threads`` during the run (default: all cores).
-        eval_batch_size: Batch size used to score the held-out split.
+        eval_batch_size: Batch size used to score the held-out split (in float32).
         split_seed: Seed of :func:`models.training.data.sentiment_splits`.
         heldout_fraction: Held-out fraction of :func:`models.training.data.sentiment_splits`.
-        bf16: Run training forward passes under bfloat16 autocast (weights and
-            optimizer stay float32; evaluation is float32).  ``None`` = only on
-            CPUs with native bf16 (AVX512-BF16 / AMX), where it is ~2x faster.
-        freeze_embeddings: Keep the word-embedding matrix (about half of
-            MiniLM's parameters) frozen, which saves optimizer time.
     """
 
-    epochs: int = 1
     learning_rate: float = 8e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    batch_size: int = 32
-    grad_accumulation: int = 1
     max_length: int = 64
-    seed: int = 13
     max_train_examples: int | None = None
-    threads: int = field(default_factory=default_threads)
     eval_batch_size: int = 128
     split_seed: int = 13
     heldout_fraction: float = 0.1
-    bf16: bool | None = None
-    freeze_embeddings: bool = True
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,16 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from models.runtime.devices import default_threads
 from models.training.errors import TrainingError
 
 #: Runs the model on the examples at these indices (under autocast); returns the loss, or the output that
@@ -34,19 +36,37 @@ Forward = Callable[[list[int]], torch.Tensor]
 Objective = Callable[[torch.Tensor, list[int]], torch.Tensor]
 
 
-class LoopConfig(Protocol):
-    """The hyper-parameters the loop reads (both configs, fine-tune's and distillation's, have them)."""
+@dataclass
+class TrainingConfig:
+    """What every training run of the pipeline is configured by (fine-tuning and distillation extend it).
 
-    epochs: int
-    learning_rate: float
-    warmup_ratio: float
-    weight_decay: float
-    batch_size: int
-    grad_accumulation: int
-    seed: int
-    bf16: bool | None
-    threads: int
-    freeze_embeddings: bool
+    Attributes:
+        epochs: Passes over the training examples.
+        learning_rate: Peak AdamW learning rate, reached after warm-up; then linear decay to zero.
+        warmup_ratio: Fraction of optimizer steps spent in linear warm-up.
+        weight_decay: AdamW weight decay (never on biases and LayerNorm weights).
+        batch_size: Examples per forward/backward pass.
+        grad_accumulation: Passes per optimizer step (effective batch = batch_size x this).
+        max_length: Token truncation of the training texts.
+        seed: Seeds torch, numpy, random (so dropout and a new head's initialisation) and the batch order.
+        bf16: bfloat16 autocast for training passes (weights and optimizer stay float32); None = only on
+            CPUs with native bf16 (AVX512-BF16 / AMX), where it is about twice as fast.
+        threads: torch intra-op threads during the run (default: one per core).
+        freeze_embeddings: Keep the word-embedding matrix (about half of MiniLM's parameters) frozen: the
+            optimizer skips it, and a student's vocabulary stays its teacher's.
+    """
+
+    epochs: int = 1
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    grad_accumulation: int = 1
+    max_length: int = 128
+    seed: int = 13
+    bf16: bool | None = None
+    threads: int = field(default_factory=default_threads)
+    freeze_embeddings: bool = True
 
 
 def native_bf16_available() -> bool:
@@ -103,7 +123,7 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
     return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
-def optimizer_steps(lengths: Sequence[int], config: LoopConfig) -> list[list[list[int]]]:
+def optimizer_steps(lengths: Sequence[int], config: TrainingConfig) -> list[list[list[int]]]:
     """Every optimizer step of the run: its batches (``grad_accumulation`` of them, fewer at an epoch's
     end), each a list of example indices. Seeded: the same config gives the same order."""
     rng = random.Random(config.seed)
@@ -119,7 +139,7 @@ def train(
     model: torch.nn.Module,
     lengths: Sequence[int],
     forward: Forward,
-    config: LoopConfig,
+    config: TrainingConfig,
     objective: Objective | None = None,
     progress: str | None = None,
 ) -> list[float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,26 +11,14 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from models.runtime.devices import default_threads
 from models.training.errors import TrainingError
-from models.training.loop import optimizer_steps, parameter_groups, publishing
+from models.training.loop import TrainingConfig, optimizer_steps, parameter_groups, publishing
 from service.cli import main
 from service.settings import Settings
 from tests.conftest import TINY, build_tiny_embedder
 
 pytestmark = pytest.mark.unit
 
-
-@dataclass
-class _Config:
-    epochs: int = 2
-    learning_rate: float = 1e-3
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    batch_size: int = 4
-    grad_accumulation: int = 3
-    seed: int = 13
-    bf16: bool | None = False
-    threads: int = 1
-    freeze_embeddings: bool = False
+_CONFIG = TrainingConfig(epochs=2, batch_size=4, grad_accumulation=3)
 
 
 def test_weight_decay_skips_biases_and_layernorm_weights_only() -> None:
@@ -48,13 +36,13 @@ def test_weight_decay_skips_biases_and_layernorm_weights_only() -> None:
 
 def test_steps_cover_every_example_once_per_epoch_and_are_seeded() -> None:
     lengths = [5, 9, 3, 7, 7, 2, 11, 4, 6, 8, 1]
-    steps = optimizer_steps(lengths, _Config())
+    steps = optimizer_steps(lengths, _CONFIG)
     per_epoch = len(steps) // 2
     assert per_epoch == 1  # 3 batches of at most 4, accumulated 3 to a step
     for epoch in (steps[:per_epoch], steps[per_epoch:]):
         assert sorted(i for step in epoch for batch in step for i in batch) == list(range(len(lengths)))
-    assert steps == optimizer_steps(lengths, _Config())
-    assert steps != optimizer_steps(lengths, _Config(seed=14))
+    assert steps == optimizer_steps(lengths, _CONFIG)
+    assert steps != optimizer_steps(lengths, replace(_CONFIG, seed=14))
 
 
 def _failing_build(target: Path) -> None:
