@@ -30,6 +30,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from models.runtime.errors import ModelLoadError
+from models.runtime.inference import length_sorted_chunks
 from models.training import loop
 from models.training.data import SENTIMENT_LABELS, LabeledText, sentiment_splits
 from models.training.errors import TrainingError
@@ -120,11 +121,9 @@ def evaluate_accuracy(
     model.eval()
     ids = _encode(tokenizer, [e.text for e in examples], max_length)
     pad_id = int(tokenizer.pad_token_id or 0)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     correct = 0
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in length_sorted_chunks([len(x) for x in ids], batch_size):
             input_ids, mask = _collate([ids[i] for i in chunk], pad_id)
             logits = model(input_ids=input_ids, attention_mask=mask).logits
             predicted = logits.argmax(dim=-1).tolist()
