@@ -15,10 +15,16 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.runtime import builtins as defaults
-from models.runtime.types import Bf16Policy, DType, Runtime
-
-TaskSetting = Literal["auto", "embed", "classify"]
-PoolingSetting = Literal["auto", "mean", "cls"]
+from models.runtime.devices import default_threads
+from models.runtime.types import (
+    DEVICE_PATTERN,
+    Bf16Policy,
+    DType,
+    PoolingChoice,
+    Quantize,
+    Runtime,
+    TaskChoice,
+)
 
 
 def _default_home() -> Path:
@@ -37,8 +43,8 @@ class ModelSpec(BaseModel):
     source: str = Field(
         description="Local folder, hub id (org/name), or builtin:all-minilm-l6-v2 / builtin:minilm-sentiment."
     )
-    task: TaskSetting = Field("auto", description="embed, classify, or auto (from config.json).")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
+    task: TaskChoice = Field("auto", description="embed, classify, or auto (from config.json).")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda or cuda:N.")
     dtype: DType = Field(
         "auto",
         description="Weights dtype. auto: bfloat16 on CPUs with native bfloat16 (avx512_bf16, amx_bf16) when "
@@ -51,14 +57,14 @@ class ModelSpec(BaseModel):
         "(OpenVINO, CPU float32/bfloat16/int8); auto picks the fastest installed for the device and "
         "dtype: onnx for CPU float32 and int8, openvino for CPU bfloat16, else torch.",
     )
-    pooling: PoolingSetting = Field(
+    pooling: PoolingChoice = Field(
         "auto", description="mean or cls; auto reads 1_Pooling/config.json, else cls."
     )
     max_input_tokens: int | None = Field(
         None, ge=2, description="Lower the model's own token limit (never raise it)."
     )
     revision: str | None = Field(None, description="Hub revision, for hub ids only.")
-    quantize: Literal["none", "int8"] = Field(
+    quantize: Quantize = Field(
         "none",
         description="Quantize at load time: int8 runs the model's ONNX graph with per-channel int8 weights "
         "(CPU, runtime auto or onnx; built once per model, cached under home).",
@@ -209,6 +215,11 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"api_keys_file {value} does not exist")
         return value
+
+    @property
+    def inference_threads(self) -> int:
+        """``threads``, with 0 resolved to the runtime's one default (a thread per core)."""
+        return self.threads or default_threads()
 
     def load_api_keys(self) -> list[bytes]:
         """Every configured key, from the environment and from the keys file."""

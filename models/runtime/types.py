@@ -13,3 +13,9 @@ Runtime = Literal["auto", "torch", "onnx", "openvino"]
 Quantize = Literal["none", "int8"]
 #: ``off`` pretends the CPU has no native bfloat16 (``dtype: auto`` then serves float32).
 Bf16Policy = Literal["auto", "off"]
+#: Settings choices: a fixed value, or ``auto`` (decided from the model folder or the machine).
+TaskChoice = Literal["auto", Task]
+PoolingChoice = Literal["auto", Pooling]
+#: A device setting: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (checked against the machine by
+#: :func:`models.runtime.devices.resolve_device`).
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"

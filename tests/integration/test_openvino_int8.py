@@ -17,7 +17,7 @@ from models.runtime.tokenization import TextTokenizer
 from models.training.data import load_sts
 from models.training.openvino_int8 import quantize_openvino_int8, training_texts
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
