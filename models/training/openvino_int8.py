@@ -28,7 +28,8 @@ from models.runtime.openvino import OpenVinoBackend
 from models.runtime.postprocess import comparable, cosine_drift
 from models.runtime.tokenization import TextTokenizer
 from models.training.data import load_sts, sentiment_splits
-from models.training.variant import copy_model_files, publishing, write_manifest
+from models.training.loop import publishing
+from models.training.variant import copy_model_files, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def calibration_feeds(model: Any, tokenizer: TextTokenizer, texts: list[str]) ->
     names = [port.get_any_name() for port in model.inputs]
     items = tokenizer.encode(texts, truncate=True)
     feeds = []
-    for chunk in length_sorted_chunks(items, 8):
+    for chunk in length_sorted_chunks([item.tokens for item in items], 8):
         batch = tokenizer.collate([items[i] for i in chunk])
         arrays = {
             "input_ids": batch.input_ids,
