@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.eval_sts import evaluate_sts
 from models.runtime.builtins import classifier_path, minilm_path
+from models.runtime.cpu import host_bf16_flag
 from models.training.data import load_sts, sentiment_splits
 from tests.e2e.conftest import Server
 
@@ -74,3 +75,8 @@ def test_info_reports_both_defaults(server: Server) -> None:
         ("minilm-sentiment", "classify"),
     ]
     assert info["models"][1]["labels"] == ["negative", "positive"]
+    # dtype auto: bfloat16 on OpenVINO where this CPU has native bfloat16, float32 on ONNX Runtime elsewhere.
+    expected = ("openvino", "bfloat16") if host_bf16_flag() else ("onnx", "float32")
+    for model in info["models"]:
+        assert (model["runtime"], model["dtype"]) == expected, model["reason"]
+        assert model["reason"].startswith(f"dtype auto: {expected[1]} (")
