@@ -140,6 +140,8 @@ def prepare(settings: Settings) -> int:
                     "model": model.spec.name,
                     "path": str(model.engine.description.path),
                     "runtime": model.runtime,
+                    "dtype": model.dtype,
+                    "reason": model.reason,
                     "device": model.device,
                     "seconds": round(model.load_seconds, 1),
                 }
