@@ -95,6 +95,7 @@ def environment(plan: Plan) -> dict[str, Any]:
 def run_plan(plan: Plan, out: Path) -> dict[str, Any]:
     """Every stage of ``plan``; the results (also written to ``out``)."""
     out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     results: dict[str, Any] = {"plan": plan.describe(), "environment": environment(plan)}
     results["tests"] = run_tests(plan, out)
     sentences = real_sentences(plan.sentences)
@@ -112,6 +113,7 @@ def run_plan(plan: Plan, out: Path) -> dict[str, Any]:
         ]
         results["served"] = measure_served(embedder, plan, sentences, out / "server.log")
     results["goals"] = goals(results)
+    results["seconds"] = round(time.monotonic() - started, 1)
     (out / "gpu-results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     (out / "gpu-results.md").write_text(markdown(results), encoding="utf-8")
     return results

@@ -24,7 +24,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"## GPU plan: {kind}",
         "",
         f"{env['date']}, torch {env['torch']}, Python {env['python']}, {env['cpu_count']} cores; "
-        f"dtype {plan['dtype']}.",
+        f"dtype {plan['dtype']}; the whole plan took {results.get('seconds', '?')} s.",
         "",
         f"gpu tests: {tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped "
         f"in {tests['seconds']} s (rc {tests['rc']}).",

@@ -25,5 +25,6 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH="/tmp/site:$PWD"
 export BERTSERVE_HOME="$PWD/$carry/home" GPURUN_EMBEDDER="$PWD/$carry/all-MiniLM-L6-v2-float16"
 out="${OUT:-$PWD/gpu-out}"
+mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/nvidia-smi.csv" || true
 exec timeout 480 python3 -m benchmarks.gpu.plan --out "$out"

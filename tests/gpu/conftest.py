@@ -82,9 +82,9 @@ def classifier(device: str, embedder: Path, home: Path, tmp_path_factory: pytest
 
 @contextmanager
 def limit_memory(app: FastAPI, device: str, rows: int) -> Iterator[None]:
-    """Leave the served models little device memory: on CUDA this process may use only 512 MiB more than
-    it holds now (256 MiB: a few small MiniLM batches, far from a 256 x 512 one); on the CPU dry run, where torch
-    has no memory cap, the models raise PyTorch's out-of-memory error on batches over ``rows`` inputs."""
+    """Leave the served models little device memory: on CUDA this process may use only 256 MiB more than
+    the live models hold (a few small MiniLM batches, far from a 256 x 512 one); on the CPU dry run, where
+    torch has no memory cap, the models raise PyTorch's out-of-memory error on batches over ``rows``."""
     if device == "cpu":
 
         def hook(module: torch.nn.Module, args: tuple[object, ...], kwargs: dict[str, torch.Tensor]) -> None:
