@@ -18,9 +18,13 @@ def _table(headers: list[str], rows: list[list[object]]) -> list[str]:
 
 def markdown(results: dict[str, Any]) -> str:
     """Tests, in-process sweep, served vs in-process and the goals, as Markdown."""
+    return "\n".join(_header(results) + _inprocess(results) + _served(results) + _goals(results))
+
+
+def _header(results: dict[str, Any]) -> list[str]:
     env, plan, tests = results["environment"], results["plan"], results["tests"]
     kind = "DRY RUN on CPU (tiny shapes; not a measurement)" if plan["dry_run"] else env["device_name"]
-    lines = [
+    return [
         f"## GPU plan: {kind}",
         "",
         f"{env['date']}, torch {env['torch']}, Python {env['python']}, {env['cpu_count']} cores; "
@@ -29,10 +33,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"gpu tests: {tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped "
         f"in {tests['seconds']} s (rc {tests['rc']}).",
         "",
-        "### In-process (engine backend: one copy in, one copy out per batch)",
-        "",
     ]
-    lines += _table(
+
+
+def _inprocess(results: dict[str, Any]) -> list[str]:
+    lines = ["### In-process (engine backend: one copy in, one copy out per batch)", ""]
+    return lines + _table(
         ["model", "mode", "batch", "tokens", "ms/batch", "tokens/s", "TFLOP/s", "of bf16 limit", "note"],
         [
             [
@@ -49,15 +55,20 @@ def markdown(results: dict[str, Any]) -> str:
             for p in results["inprocess"]
         ],
     )
-    lines += ["", "### Served vs in-process (all-MiniLM-L6-v2, real STS-B sentences)", ""]
+
+
+def _served(results: dict[str, Any]) -> list[str]:
     base = results["inprocess_sentences"]
-    lines += [
+    lines = [
+        "",
+        "### Served vs in-process (all-MiniLM-L6-v2, real STS-B sentences)",
+        "",
         "in-process, length-sorted batches: "
         + ", ".join(f"batch {r['batch']}: {r['sentences_per_s']:.0f} sentences/s" for r in base)
         + f" (mean {base[0]['mean_tokens']:.1f} tokens)",
         "",
     ]
-    lines += _table(
+    return lines + _table(
         [
             "concurrency",
             "sentences/req",
@@ -84,10 +95,12 @@ def markdown(results: dict[str, Any]) -> str:
             for r in results["served"]
         ],
     )
-    g = results["goals"]
-    share = g["bert_base_256x128_of_bf16_limit"]
-    ratio = g["minilm_served_over_inprocess"]
-    lines += [
+
+
+def _goals(results: dict[str, Any]) -> list[str]:
+    g, plan = results["goals"], results["plan"]
+    share, ratio = g["bert_base_256x128_of_bf16_limit"], g["minilm_served_over_inprocess"]
+    return [
         "",
         "### Goals",
         "",
@@ -99,4 +112,3 @@ def markdown(results: dict[str, Any]) -> str:
         + f", {'met' if g['minilm_goal_met'] else 'not met'}",
         "",
     ]
-    return "\n".join(lines)

@@ -52,7 +52,11 @@ class TorchBackend:
         try:
             with torch.inference_mode():
                 return self._forward(batch)
-        except torch.OutOfMemoryError as exc:
+        except (
+            RuntimeError
+        ) as exc:  # torch.OutOfMemoryError is one; cuBLAS and the CPU allocator raise plain ones
+            if not out_of_memory(exc):
+                raise
             # Free the failed batch's cached blocks, so that the next (smaller) batch finds them.
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -73,6 +77,19 @@ class TorchBackend:
             kwargs = {name: torch.from_numpy(array) for name, array in zip(names, arrays, strict=True)}
         rows = module_rows(self.model, self.description.task, self.description.pooling, kwargs).float()
         return rows_to_host(rows, self._pinned)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says that an allocation failed (device or host), rather than that the model is
+    broken: the batch was too large for the memory left, and a smaller or later one can run."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    message = str(exc)
+    return any(
+        sign in message for sign in ("out of memory", "can't allocate memory", "CUBLAS_STATUS_ALLOC_FAILED")
+    )
 
 
 def stage_inputs(arrays: list[np.ndarray], pinned: bool) -> torch.Tensor:

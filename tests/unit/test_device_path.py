@@ -21,7 +21,7 @@ from models.runtime.devices import (
 from models.runtime.errors import DeviceOutOfMemoryError
 from models.runtime.folders import describe_model
 from models.runtime.tokenization import TextTokenizer
-from models.runtime.torch_backend import TorchBackend, rows_to_host, stage_inputs
+from models.runtime.torch_backend import TorchBackend, out_of_memory, rows_to_host, stage_inputs
 from service.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -107,3 +107,13 @@ def test_out_of_memory_on_a_batch_is_retryable_and_the_next_batch_runs(
         backend.forward(big)
     small = tokenizer.collate(tokenizer.encode(TEXTS[:2], truncate=True))
     assert backend.forward(small).shape == (2, 32)
+
+
+def test_only_allocation_failures_count_as_out_of_memory() -> None:
+    with pytest.raises(RuntimeError) as real:  # the CPU allocator's own failure, not a stand-in
+        torch.empty(1 << 62, dtype=torch.uint8)
+    assert out_of_memory(real.value)
+    assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"))
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x32 and 64x8)"))
+    assert not out_of_memory(ValueError("out of memory"))
