@@ -52,9 +52,8 @@ class TorchBackend:
         try:
             with torch.inference_mode():
                 return self._forward(batch)
-        except (
-            RuntimeError
-        ) as exc:  # torch.OutOfMemoryError is one; cuBLAS and the CPU allocator raise plain ones
+        # torch.OutOfMemoryError is a RuntimeError; cuBLAS and the CPU allocator raise plain ones.
+        except RuntimeError as exc:
             if not out_of_memory(exc):
                 raise
             # Free the failed batch's cached blocks, so that the next (smaller) batch finds them.

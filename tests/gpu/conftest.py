@@ -82,7 +82,7 @@ def classifier(device: str, embedder: Path, home: Path, tmp_path_factory: pytest
 
 @contextmanager
 def limit_memory(app: FastAPI, device: str, rows: int) -> Iterator[None]:
-    """Leave the served models little device memory: on CUDA this process may use only 256 MiB more than
+    """Leave the served models little device memory: on CUDA this process may use only 128 MiB more than
     the live models hold (a few small MiniLM batches, far from a 256 x 512 one); on the CPU dry run, where
     torch has no memory cap, the models raise PyTorch's out-of-memory error on batches over ``rows``."""
     if device == "cpu":
@@ -102,7 +102,7 @@ def limit_memory(app: FastAPI, device: str, rows: int) -> Iterator[None]:
     gc.collect()  # earlier tests' models, then their cached blocks: the cap must count live memory only
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_reserved() + 2**28) / total))
+    torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_reserved() + 2**27) / total))
     try:
         yield
     finally:
