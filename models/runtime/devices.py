@@ -5,6 +5,7 @@ without importing it."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,9 @@ def default_batch_limits(device: str, model_path: Path, dtype: str) -> tuple[int
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     config = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
     return cuda_batch_tokens(free, activation_bytes_per_token(config, dtype)), CUDA_BATCH_ITEMS
+
+
+def default_threads() -> int:
+    """Threads for inference and training when none are configured: one per core. The one definition,
+    used by the service's settings, the backends and every training step."""
+    return os.cpu_count() or 1

@@ -66,14 +66,13 @@ class TorchBackend:
             ) from exc
 
     def _forward(self, batch: ModelInputs) -> np.ndarray:
-        names = ["input_ids", "attention_mask"] + (["token_type_ids"] if self._uses_token_types else [])
-        arrays = [getattr(batch, name) for name in names]
         if self.staged:
-            host = stage_inputs(arrays, self._pinned)
+            names = ["input_ids", "attention_mask"] + (["token_type_ids"] if self._uses_token_types else [])
+            host = stage_inputs([getattr(batch, name) for name in names], self._pinned)
             packed = host.to(self.device, non_blocking=self._pinned)  # the one host-to-device copy
             kwargs = dict(zip(names, packed.unbind(0), strict=True))
         else:  # on CPU the model reads the arrays in place: no copy at all
-            kwargs = {name: torch.from_numpy(array) for name, array in zip(names, arrays, strict=True)}
+            kwargs = module_inputs(batch, self._uses_token_types)
         rows = module_rows(self.model, self.description.task, self.description.pooling, kwargs).float()
         return rows_to_host(rows, self._pinned)
 
@@ -110,6 +109,17 @@ def rows_to_host(rows: torch.Tensor, pinned: bool) -> np.ndarray:
     if pinned:
         torch.cuda.current_stream(rows.device).synchronize()
     return host.numpy()
+
+
+def module_inputs(batch: ModelInputs, token_types: bool, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A padded batch as the keyword tensors a transformers module takes (token types only if it does)."""
+    inputs = {
+        "input_ids": torch.from_numpy(batch.input_ids).to(device),
+        "attention_mask": torch.from_numpy(batch.attention_mask).to(device),
+    }
+    if token_types:
+        inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(device)
+    return inputs
 
 
 def module_rows(

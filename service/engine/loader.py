@@ -8,7 +8,6 @@ assembles the engine and warms it up. The registry (lookup, readiness, close) ho
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -134,7 +133,7 @@ class ModelLoader:
         return LoadedModel(spec, engine, backend.device, runtime, backend.dtype, seconds, drift)
 
     def _backend(self, spec: ModelSpec, description: ModelDescription) -> tuple[EncoderBackend, str]:
-        threads = self._settings.threads or os.cpu_count() or 1
+        threads = self._settings.inference_threads
         try:
             return create_backend(
                 description,
