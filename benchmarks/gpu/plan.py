@@ -93,11 +93,12 @@ def environment(plan: Plan) -> dict[str, Any]:
 
 
 def run_plan(plan: Plan, out: Path) -> dict[str, Any]:
-    """Every stage of ``plan``; the results (also written to ``out``)."""
+    """Every stage of ``plan``; the results (also written to ``out``), with each stage's seconds."""
     out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
+    clock = {"start": time.monotonic()}
     results: dict[str, Any] = {"plan": plan.describe(), "environment": environment(plan)}
     results["tests"] = run_tests(plan, out)
+    clock["tests"] = time.monotonic()
     sentences = real_sentences(plan.sentences)
     with tempfile.TemporaryDirectory(prefix="gpu-plan-") as scratch:
         models = model_folders(plan, Path(scratch))
@@ -111,9 +112,13 @@ def run_plan(plan: Plan, out: Path) -> dict[str, Any]:
         results["inprocess_sentences"] = [
             real_sentences_rate(embedder, plan, sentences, size) for size in (plan.concurrency, 32)
         ]
+        clock["inprocess"] = time.monotonic()
         results["served"] = measure_served(embedder, plan, sentences, out / "server.log")
+        clock["served"] = time.monotonic()
     results["goals"] = goals(results)
-    results["seconds"] = round(time.monotonic() - started, 1)
+    marks = list(clock.items())
+    results["stage_seconds"] = {name: round(at - marks[i][1], 1) for i, (name, at) in enumerate(marks[1:])}
+    results["seconds"] = round(time.monotonic() - clock["start"], 1)
     (out / "gpu-results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     (out / "gpu-results.md").write_text(markdown(results), encoding="utf-8")
     return results

@@ -28,7 +28,8 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"## GPU plan: {kind}",
         "",
         f"{env['date']}, torch {env['torch']}, Python {env['python']}, {env['cpu_count']} cores; "
-        f"dtype {plan['dtype']}; the whole plan took {results.get('seconds', '?')} s.",
+        f"dtype {plan['dtype']}; the whole plan took {results.get('seconds', '?')} s "
+        f"({', '.join(f'{k} {v} s' for k, v in results.get('stage_seconds', {}).items())}).",
         "",
         f"gpu tests: {tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped "
         f"in {tests['seconds']} s (rc {tests['rc']}).",

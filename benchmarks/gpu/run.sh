@@ -4,7 +4,8 @@
 #   benchmarks/gpu/run.sh            on the lent GPU machine: installs the carried wheels (.gpu/wheels,
 #                                    built here by `make wheels-gpu`), then runs the gpu tests, the
 #                                    in-process sweep and the served load within 8 minutes; results in $OUT
-#   benchmarks/gpu/run.sh --dry-run  the same plan on CPU with tiny shapes, in under a minute (CI)
+#   benchmarks/gpu/run.sh --dry-run  the same plan on CPU with tiny shapes: about a minute on 2 idle cores
+#                                    (CI); killed at 4 minutes, so that a hang fails rather than waits
 #
 # The device call: run(command="bash benchmarks/gpu/run.sh", carry=[".gpu"], timeout_s=540).
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/../.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 if [[ "${1:-}" == "--dry-run" ]]; then
     out="${OUT:-$(mktemp -d)}"
-    exec timeout 120 "${PYTHON:-.venv/bin/python}" -m benchmarks.gpu.plan --dry-run --out "$out"
+    exec timeout 240 "${PYTHON:-.venv/bin/python}" -m benchmarks.gpu.plan --dry-run --out "$out"
 fi
 carry=.gpu
 if ! compgen -G "$carry/wheels/*.whl" >/dev/null; then

@@ -102,9 +102,9 @@ DRY_PLAN = Plan(
     concurrency=8,
     processes=2,
     per_request=(1, 4),
-    load_seconds=2.0,
+    load_seconds=1.5,
     sentences=200,
-    budget_s={"tests": 60.0, "inprocess": 20.0},
+    budget_s={"tests": 60.0, "inprocess": 10.0},
 )
 
 
