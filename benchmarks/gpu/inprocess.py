@@ -92,19 +92,22 @@ def measure_point(backend: TorchBackend, point: Point, config: dict[str, Any], p
 
 
 def sweep(name: str, folder: Path, config: dict[str, Any], plan: Plan, deadline: Deadline) -> list[Point]:
-    """Every mode x shape of ``plan`` for one model; points past ``deadline`` are marked skipped."""
+    """Every mode x shape of ``plan`` for one model. Each mode gets an equal share of the time left, and
+    at least its first shape while ``deadline`` has time (a slow compile must not starve the modes after
+    it); points past a share are marked skipped."""
+    modes = [m for m in plan.modes if m != "cudagraphs" or plan.device.startswith("cuda")]
     points = []
-    for mode in plan.modes:
-        if mode == "cudagraphs" and not plan.device.startswith("cuda"):
-            continue
+    for index, mode in enumerate(modes):
+        share = Deadline(deadline.left / (len(modes) - index))
         backend = backend_for(folder, plan, mode) if deadline.left > 0 else None
         for size, seq_len in shapes_for(plan, mode):
             point = Point(name, mode, size, seq_len)
-            points.append(point)
-            if backend is None or deadline.left <= 0:
+            first = len(points) == 0 or points[-1].mode != mode
+            if backend is None or (share.left <= 0 and not (first and deadline.left > 0)):
                 point.skipped = "time budget"
             else:
                 measure_point(backend, point, config, plan)
+            points.append(point)
         del backend
         if plan.device.startswith("cuda"):
             torch.cuda.empty_cache()
