@@ -7,43 +7,19 @@ memory); the load comes from ``processes`` processes of :func:`benchmarks.common
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
+import json
 import os
 import shutil
-from dataclasses import dataclass
+import subprocess
+import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import LoadResult, run_load, start_bertserve
+from benchmarks.common import LoadResult, start_bertserve
+from benchmarks.gpu.loadgen import LoadJob
 from benchmarks.gpu.shapes import Plan
-
-
-@dataclass(frozen=True)
-class LoadJob:
-    """One load process's share of a load point."""
-
-    url: str
-    sentences: list[str]
-    concurrency: int
-    per_request: int
-    seconds: float
-    cores: frozenset[int]
-
-
-def _tei_body(batch: list[str]) -> dict[str, object]:
-    return {"inputs": batch}
-
-
-def _load_process(job: LoadJob) -> LoadResult:
-    if job.cores:
-        os.sched_setaffinity(0, job.cores)
-    return asyncio.run(
-        run_load(
-            job.url, "/embed", _tei_body, job.sentences, job.concurrency, job.per_request, 10**7, job.seconds
-        )
-    )
 
 
 def merge(results: list[LoadResult]) -> LoadResult:
@@ -82,37 +58,53 @@ def measure_served(folder: Path, plan: Plan, sentences: list[str], log_to: Path)
     finally:
         os.sched_setaffinity(0, everything)
     rows: list[dict[str, object]] = []
-    context = multiprocessing.get_context("spawn")
     try:
-        with context.Pool(plan.processes) as pool:
-            for per_request in plan.per_request:
-                share = plan.concurrency // plan.processes
-                jobs = [
-                    LoadJob(
-                        server.url,
-                        sentences[i :: plan.processes],
-                        share,
-                        per_request,
-                        plan.load_seconds,
-                        load_cores,
-                    )
-                    for i in range(plan.processes)
-                ]
-                result = merge(pool.map(_load_process, jobs))
-                rows.append(
-                    {
-                        "concurrency": share * plan.processes,
-                        "sentences_per_request": per_request,
-                        "requests_per_s": result.rps,
-                        "sentences_per_s": result.sps,
-                        "p50_ms": result.p50,
-                        "p95_ms": result.p95,
-                        "p99_ms": result.p99,
-                        "errors": result.errors,
-                        "requests": result.requests,
-                    }
+        for per_request in plan.per_request:
+            share = plan.concurrency // plan.processes
+            jobs = [
+                LoadJob(
+                    server.url,
+                    sentences[i :: plan.processes],
+                    share,
+                    per_request,
+                    plan.load_seconds,
+                    sorted(load_cores),
                 )
+                for i in range(plan.processes)
+            ]
+            result = merge(run_processes(jobs))
+            rows.append(
+                {
+                    "concurrency": share * plan.processes,
+                    "sentences_per_request": per_request,
+                    "requests_per_s": result.rps,
+                    "sentences_per_s": result.sps,
+                    "p50_ms": result.p50,
+                    "p95_ms": result.p95,
+                    "p99_ms": result.p99,
+                    "errors": result.errors,
+                    "requests": result.requests,
+                }
+            )
     finally:
         server.stop()
         shutil.copy("/tmp/bench-bertserve.log", log_to)
     return rows
+
+
+def run_processes(jobs: list[LoadJob]) -> list[LoadResult]:
+    """Run each job in a ``benchmarks.gpu.loadgen`` process, all at once; their results."""
+    argv = [sys.executable, "-m", "benchmarks.gpu.loadgen"]
+    processes = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in jobs]
+    for process, job in zip(processes, jobs, strict=True):
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(asdict(job)).encode())
+        process.stdin.close()
+    results = []
+    for process, job in zip(processes, jobs, strict=True):
+        assert process.stdout is not None
+        out = process.stdout.read()
+        if process.wait(timeout=job.seconds + 120) != 0:
+            raise RuntimeError(f"load process exited with {process.returncode}")
+        results.append(LoadResult(**json.loads(out)))
+    return results
