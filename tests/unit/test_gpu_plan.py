@@ -3,14 +3,16 @@ mode, the goals, the merged load results and the report. (The whole plan runs in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks.common import LoadResult
-from benchmarks.gpu.inprocess import shapes_for
+from benchmarks.gpu.inprocess import shapes_for, sweep
 from benchmarks.gpu.plan import goals
 from benchmarks.gpu.report import markdown
 from benchmarks.gpu.served import merge, split_cores
-from benchmarks.gpu.shapes import BERT_BASE, DRY_PLAN, GPU_PLAN, flops_per_token
+from benchmarks.gpu.shapes import BERT_BASE, DRY_PLAN, GPU_PLAN, Deadline, flops_per_token
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +39,7 @@ def test_the_gpu_plan_covers_the_issue_shapes_and_fits_its_eight_minutes() -> No
     served = len(GPU_PLAN.per_request) * GPU_PLAN.load_seconds
     rest = 60  # the server's start, the random BERT-base folder, the in-process sentence rates, the report
     assert sum(GPU_PLAN.budget_s.values()) + served + rest <= 8 * 60 - 30, "run.sh kills the plan at 8 min"
-    assert sum(DRY_PLAN.budget_s.values()) <= 120
+    assert sum(DRY_PLAN.budget_s.values()) <= 240, "run.sh --dry-run kills the plan at 4 min"
     assert DRY_PLAN.modes[:2] == GPU_PLAN.modes[:2]
 
 
@@ -126,3 +128,9 @@ def test_the_server_and_the_load_get_separate_cores() -> None:
     assert len(server) == 6
     assert server.isdisjoint(load)
     assert server | load == set(range(16))
+
+
+def test_past_the_budget_nothing_is_loaded_and_every_point_says_so(tmp_path: Path) -> None:
+    points = sweep("m", tmp_path / "no-such-model", MINILM, DRY_PLAN, Deadline(-1))
+    assert len(points) == 2 * len(shapes_for(DRY_PLAN, "eager")) + len(DRY_PLAN.compiled_shapes)
+    assert {p.skipped for p in points} == {"time budget"}
