@@ -10,3 +10,6 @@ Direction = Literal["right", "left"]
 DType = Literal["float32", "float16", "bfloat16"]
 Runtime = Literal["auto", "torch", "onnx"]
 Quantize = Literal["none", "int8"]
+
+#: One model input: a text, or a text pair (query and document, premise and hypothesis).
+ModelInput = str | tuple[str, str]

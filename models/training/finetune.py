@@ -16,7 +16,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -146,21 +146,51 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random
     return batches
 
 
+#: A loss from ``(logits, labels)``; None: the model's own (cross-entropy on integer labels).
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Tokenized training examples: ids, and token type ids for text pairs (None: single texts)."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]] | None = None
+
+
 def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Tokenize ``texts`` without padding, truncated to ``max_length``."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
     return [list(ids) for ids in encoded["input_ids"]]
 
 
-def _collate(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists into ``(input_ids, attention_mask)`` tensors."""
+def encode_pairs(
+    tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], max_length: int
+) -> Encoded:
+    """Tokenize text pairs (``[CLS] a [SEP] b [SEP]``, token types 0 then 1), cut longest-first."""
+    encoded = tokenizer(
+        [a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first", max_length=max_length
+    )
+    return Encoded([list(ids) for ids in encoded["input_ids"]], [list(t) for t in encoded["token_type_ids"]])
+
+
+def _collate(
+    ids: Sequence[Sequence[int]], pad_id: int, type_ids: Sequence[Sequence[int]] | None = None
+) -> dict[str, torch.Tensor]:
+    """Right-pad token id lists into the model's keyword tensors (token types only for pairs)."""
     width = max(len(x) for x in ids)
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for row, seq in enumerate(ids):
         input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         mask[row, : len(seq)] = 1
-    return input_ids, mask
+    batch = {"input_ids": input_ids, "attention_mask": mask}
+    if type_ids is not None:
+        types = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, seq in enumerate(type_ids):
+            types[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        batch["token_type_ids"] = types
+    return batch
 
 
 def evaluate_accuracy(
@@ -185,8 +215,7 @@ def evaluate_accuracy(
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            input_ids, mask = _collate([ids[i] for i in chunk], pad_id)
-            logits = model(input_ids=input_ids, attention_mask=mask).logits
+            logits = model(**_collate([ids[i] for i in chunk], pad_id)).logits
             predicted = logits.argmax(dim=-1).tolist()
             correct += sum(int(p == examples[i].label) for p, i in zip(predicted, chunk, strict=True))
     return correct / len(examples)
@@ -220,25 +249,23 @@ def _make_optimizer(model: torch.nn.Module, config: FinetuneConfig) -> torch.opt
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
-def _train(
+def train_loop(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    train: Sequence[LabeledText],
+    data: tuple[Encoded, torch.Tensor],
     config: FinetuneConfig,
+    pad_id: int,
     progress: bool,
+    loss_fn: LossFn | None = None,
 ) -> float:
-    """Run the training loop; returns the mean loss of the last epoch."""
-    ids = _encode(tokenizer, [e.text for e in train], config.max_length)
-    labels = torch.tensor([e.label for e in train], dtype=torch.long)
-    lengths = [len(x) for x in ids]
-    batches_per_epoch = math.ceil(len(train) / config.batch_size)
+    """Run the training loop over ``data`` (encoded examples, labels); returns the last epoch's mean loss."""
+    lengths = [len(x) for x in data[0].ids]
+    batches_per_epoch = math.ceil(len(lengths) / config.batch_size)
     total_steps = math.ceil(batches_per_epoch / config.grad_accumulation) * config.epochs
     optimizer = _make_optimizer(model, config)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, round(config.warmup_ratio * total_steps), total_steps
     )
     rng = random.Random(config.seed)
-    pad_id = int(tokenizer.pad_token_id or 0)
     bf16 = bool(config.bf16)
     model.train()
     epoch_loss = float("nan")
@@ -248,7 +275,7 @@ def _train(
             acc = config.grad_accumulation
             losses: list[float] = []
             for group in (batches[s : s + acc] for s in range(0, len(batches), acc)):
-                loss = _accumulate_step(model, (ids, labels), group, pad_id, bf16)
+                loss = _accumulate_step(model, data, group, pad_id, bf16, loss_fn)
                 if not math.isfinite(loss):
                     raise TrainingError(f"training diverged: loss is {loss}")
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -264,20 +291,25 @@ def _train(
 
 def _accumulate_step(
     model: PreTrainedModel,
-    data: tuple[Sequence[Sequence[int]], torch.Tensor],
+    data: tuple[Encoded, torch.Tensor],
     group: list[list[int]],
     pad_id: int,
     bf16: bool,
+    loss_fn: LossFn | None,
 ) -> float:
     """Forward/backward every batch of ``group``; gradients are example-weighted."""
-    ids, labels = data
+    encoded, labels = data
     n_examples = sum(len(batch) for batch in group)
     total = 0.0
     for batch in group:
-        input_ids, mask = _collate([ids[i] for i in batch], pad_id)
+        types = None if encoded.type_ids is None else [encoded.type_ids[i] for i in batch]
+        inputs = _collate([encoded.ids[i] for i in batch], pad_id, types)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(input_ids=input_ids, attention_mask=mask, labels=labels[batch])
-        loss = out.loss * (len(batch) / n_examples)
+            if loss_fn is None:
+                batch_loss = model(**inputs, labels=labels[batch]).loss
+            else:
+                batch_loss = loss_fn(model(**inputs).logits.float(), labels[batch])
+        loss = batch_loss * (len(batch) / n_examples)
         loss.backward()
         total += float(loss.detach())
     return total
@@ -352,13 +384,10 @@ def _train_and_save(
     tokenizer, model = _load_base(base_dir)
     if config.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
-    loss = _train(model, tokenizer, train_set, config, progress)
+    encoded = Encoded(_encode(tokenizer, [e.text for e in train_set], config.max_length))
+    labels = torch.tensor([e.label for e in train_set], dtype=torch.long)
+    loss = train_loop(model, (encoded, labels), config, int(tokenizer.pad_token_id or 0), progress)
     accuracy = evaluate_accuracy(model, tokenizer, heldout_set, config.eval_batch_size, config.max_length)
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
-    # transformers 5 always writes safetensors; the flag keeps 4.x doing the same.
-    model.save_pretrained(tmp_dir, safe_serialization=True)
-    tokenizer.save_pretrained(tmp_dir)
     seconds = time.perf_counter() - start
     meta: dict[str, Any] = {
         "base": str(base_dir),
@@ -369,13 +398,24 @@ def _train_and_save(
         "heldout_accuracy": accuracy,
         "train_loss": loss,
         "seconds": round(seconds, 3),
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
     }
-    (tmp_dir / FINETUNE_METADATA).write_text(json.dumps(meta, indent=2), "utf-8")
-    for path in tmp_dir.iterdir():
-        path.chmod(0o644)  # transformers writes the weights as a 0600 temp file
+    save_model(model, tokenizer, tmp_dir, meta)
     return accuracy, seconds
+
+
+def save_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path, meta: dict[str, Any]
+) -> None:
+    """Write weights (safetensors), tokenizer and ``finetune.json`` (``meta`` plus versions) to ``folder``."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    # transformers 5 always writes safetensors; the flag keeps 4.x doing the same.
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    meta = {**meta, "torch_version": torch.__version__, "transformers_version": transformers.__version__}
+    (folder / FINETUNE_METADATA).write_text(json.dumps(meta, indent=2), "utf-8")
+    for path in folder.iterdir():
+        path.chmod(0o644)  # transformers writes the weights as a 0600 temp file
 
 
 def finetune_classifier(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -37,6 +38,15 @@ def build_missing_builtin(source: str, home: Path) -> None:
     from models.training.builtins import build_builtin
 
     build_builtin(source, home, progress=True)
+
+
+def with_prompts(description: ModelDescription, spec: ModelSpec) -> ModelDescription:
+    """The folder's prompts with the spec's added (the spec wins on a name) and its default prompt."""
+    prompts = {**description.prompts, **(spec.prompts or {})}
+    default = spec.default_prompt_name or description.default_prompt_name
+    if default is not None and default not in prompts:
+        raise ModelLoadError(f"default_prompt_name {default!r} is not one of its prompts")
+    return dataclasses.replace(description, prompts=prompts, default_prompt_name=default)
 
 
 @dataclass(frozen=True)
@@ -105,12 +115,13 @@ class ModelRegistry:
                 path = defaults.resolve_builtin(spec.source, self._settings.home)
             else:
                 path = resolve_source(spec.source, spec.revision)
-            return describe_model(
+            description = describe_model(
                 path,
                 task=None if spec.task == "auto" else spec.task,
                 pooling=None if spec.pooling == "auto" else spec.pooling,
                 max_tokens=spec.max_input_tokens,
             )
+            return with_prompts(description, spec)
         except ModelLoadError as exc:
             raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
 
@@ -134,7 +145,7 @@ class ModelRegistry:
             description,
             tokenizer,
             backend,
-            self._engine_config(),
+            self._engine_config(spec),
             self._tokenize_pool,
             on_batch=self._batch_observer(spec.name),
             cached=self._cached_rows(spec, description, runtime),
@@ -183,7 +194,7 @@ class ModelRegistry:
         on_join = self._metrics.cache_joins.inc if self._metrics is not None else None
         return CachedRows(self._cache, scope, on_join)
 
-    def _engine_config(self) -> EngineConfig:
+    def _engine_config(self, spec: ModelSpec) -> EngineConfig:
         settings = self._settings
         limits = QueueLimits(
             max_requests=settings.max_concurrent_requests,
@@ -192,7 +203,11 @@ class ModelRegistry:
             batch_items=settings.max_batch_requests,
         )
         return EngineConfig(
-            limits, settings.max_wait_ms / 1000, settings.request_timeout_s, settings.inline_tokenize_chars
+            limits,
+            settings.max_wait_ms / 1000,
+            settings.request_timeout_s,
+            settings.inline_tokenize_chars,
+            spec.long_inputs,
         )
 
     def _batch_observer(self, model: str) -> Callable[[BatchStats], None] | None:
@@ -218,13 +233,13 @@ class ModelRegistry:
             raise NotReadyError("models are still loading; retry shortly")
         if name is None:
             for loaded in self.models:
-                if loaded.engine.task == task:
+                if loaded.engine.serves(task):
                     return loaded.engine
             raise ModelNotFoundError(f"no {task} model is served")
         loaded_model = self._models.get(name)
         if loaded_model is None:
             raise ModelNotFoundError(f"model {name!r} is not served (served: {', '.join(self._models)})")
-        if loaded_model.engine.task != task:
+        if not loaded_model.engine.serves(task):
             raise WrongTaskError(f"model {name!r} is a {loaded_model.engine.task} model, not {task}")
         return loaded_model.engine
 

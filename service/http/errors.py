@@ -57,6 +57,12 @@ _OPENAI_TYPES = {
 _INTERNAL = "internal error; see the server log"
 
 
+def openai_shaped(path: str) -> bool:
+    """Whether errors on ``path`` take OpenAI's shape: under /v1/, but for /v1/rerank (Cohere and Jina
+    clients read the plain shape's message)."""
+    return path.startswith("/v1/") and path != "/v1/rerank"
+
+
 def status_for(exc: Exception) -> tuple[int, str]:
     """HTTP status and error_type for a domain error (500 / internal for anything unknown)."""
     for cls in type(exc).__mro__:
@@ -73,7 +79,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """Build the error body in the shape the route's clients expect."""
-    if request.url.path.startswith("/v1/"):
+    if openai_shaped(request.url.path):
         body: dict[str, object] = {
             "error": {
                 "message": message,

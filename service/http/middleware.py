@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.http.errors import openai_shaped
 from service.logs import ACCESS_LOGGER
 from service.metrics import Metrics
 
@@ -68,7 +69,7 @@ async def send_error(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer from middleware, in the error shape of the route (OpenAI's under /v1/)."""
-    if scope["path"].startswith("/v1/"):
+    if openai_shaped(scope["path"]):
         body: dict[str, Any] = {
             "error": {"message": message, "type": "invalid_request_error", "param": None, "code": error_type}
         }
