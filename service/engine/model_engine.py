@@ -221,7 +221,9 @@ class ModelEngine:
             except InputTooLongError as exc:  # report the index in the client's own list
                 raise InputTooLongError(texts.index(subset[exc.index]), exc.tokens, exc.limit) from exc
 
-        mode = "chunk" if chunk else ""
+        # Refusing over-long inputs is cached apart: a row cut to fit must not answer a request that
+        # asks to refuse the input instead.
+        mode = "chunk" if chunk else ("" if truncate else "error")
         if self.cached is None or policy == "bypass":
             return await self._run(texts, truncate, direction, chunk)
         if policy == "refresh":
