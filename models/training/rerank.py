@@ -16,11 +16,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual alias)
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 from models.runtime.errors import ModelLoadError
 from models.training.data import StsPair, load_sts
@@ -79,9 +84,13 @@ def _pairs(split: Sequence[StsPair]) -> list[tuple[str, str]]:
 
 
 def _train_and_save(
-    base_dir: Path, tmp_dir: Path, home: Path, config: FinetuneConfig, progress: bool
-) -> dict:
-    train, dev = load_sts("train", home), load_sts("dev", home)
+    base_dir: Path,
+    tmp_dir: Path,
+    splits: tuple[Sequence[StsPair], Sequence[StsPair]],
+    config: FinetuneConfig,
+    progress: bool,
+) -> dict[str, Any]:
+    train, dev = list(splits[0]), list(splits[1])
     if config.max_train_examples is not None:
         train = train[: config.max_train_examples]
     config = replace(config, bf16=native_bf16_available() if config.bf16 is None else config.bf16)
@@ -129,21 +138,31 @@ def finetune_reranker(
     config: FinetuneConfig,
     progress: bool = True,
     overwrite: bool = False,
+    *,
+    train: Sequence[StsPair] | None = None,
+    dev: Sequence[StsPair] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune ``base_dir`` into a one-logit cross-encoder at ``out_dir`` (STS-B train pairs).
+    """Fine-tune ``base_dir`` into a one-logit cross-encoder at ``out_dir``: on the STS-B train pairs
+    (cached under ``home``) unless ``train`` / ``dev`` override them.
 
-    ``FinetuneResult.heldout_accuracy`` holds the STS-B dev Spearman correlation. The folder appears
-    only on success (written to a temporary sibling, then renamed).
+    ``FinetuneResult.heldout_accuracy`` holds the dev Spearman correlation. The folder appears only on
+    success (written to a temporary sibling, then renamed).
     """
     start = time.perf_counter()
     if out_dir.exists() and not overwrite:
         raise TrainingError(f"{out_dir} already exists (pass overwrite=True)")
+    splits = (
+        train if train is not None else load_sts("train", home),
+        dev if dev is not None else load_sts("dev", home),
+    )
+    if not splits[0] or len(splits[1]) < 2:
+        raise TrainingError("reranker fine-tuning needs train pairs and at least two dev pairs")
     previous_threads = torch.get_num_threads()
     tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     try:
         torch.set_num_threads(config.threads)
         with _transformers_progress(progress):
-            meta = _train_and_save(base_dir, tmp_dir, home, config, progress)
+            meta = _train_and_save(base_dir, tmp_dir, splits, config, progress)
         _publish(tmp_dir, out_dir, overwrite)
     finally:
         torch.set_num_threads(previous_threads)
