@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -19,7 +18,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from models.runtime.errors import ModelError
 from service import __version__
 from service.cache.factory import build_cache
-from service.engine.queue import BatchQueue
 from service.engine.registry import ModelRegistry
 from service.http.auth import ApiKeyMiddleware, TokenBuckets
 from service.http.errors import install_error_handlers
@@ -54,7 +52,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
             logger.warning(
                 "redis cache tier at %s is down at start-up; serving without it", settings.redis_url
             )
-        loader = asyncio.create_task(_load_models(registry, metrics, on_fatal))
+        loader = asyncio.create_task(_load_models(registry, on_fatal))
         try:
             yield
         finally:
@@ -105,7 +103,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     return app
 
 
-async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: FatalHandler | None) -> None:
+async def _load_models(registry: ModelRegistry, on_fatal: FatalHandler | None) -> None:
     try:
         await _in_daemon_thread(registry.load_all)
     except Exception as exc:  # any failure here must surface, not die silently in a task
@@ -115,32 +113,7 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
         if on_fatal is not None:
             on_fatal(reason)
         return
-    for loaded in registry.models:
-        description = loaded.engine.description
-        name, queue = loaded.spec.name, loaded.engine.queue
-        metrics.model_load_seconds.labels(name).set(loaded.load_seconds)
-        metrics.queue_depth.labels(name).set_function(functools.partial(_depth, queue, 1))
-        metrics.in_flight.labels(name).set_function(functools.partial(_depth, queue, 0))
-        metrics.model_info.labels(loaded.spec.name).info(
-            {
-                "source": loaded.spec.source,
-                "fingerprint": description.fingerprint,
-                "task": description.task,
-                "variant": (description.variant or {}).get("recipe", "base"),
-                "runtime": loaded.runtime,
-                "device": loaded.device,
-                "dtype": loaded.dtype,
-            }
-        )
-        if loaded.drift is not None:
-            metrics.model_drift.labels(name, "min").set(loaded.drift.min_cosine)
-            metrics.model_drift.labels(name, "mean").set(loaded.drift.mean_cosine)
-    metrics.ready.set(1)
     logger.info("ready: %s", ", ".join(m.spec.name for m in registry.models))
-
-
-def _depth(queue: BatchQueue, field: int) -> float:
-    return float(queue.depth[field])
 
 
 async def _in_daemon_thread(work: Callable[[], None]) -> None:

@@ -141,6 +141,11 @@ class ModelEngine:
         """``embed`` or ``classify``."""
         return self.description.task
 
+    @property
+    def kind(self) -> str:
+        """What the model is, in words for errors: embed, classify, or rerank (one label)."""
+        return "rerank" if self.serves("rerank") else self.task
+
     def serves(self, task: str) -> bool:
         """Whether this model does ``task``: its own, or ``rerank`` for a classifier with one label (a
         cross-encoder's relevance logit)."""
