@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from service.engine.model_engine import EmbedOptions
+from service.engine.usage import Usage
 from service.errors import EmptyInputError
 from service.http.deps import Serving, ServingDep
 from service.http.openapi import ERROR_RESPONSES
 from service.http.retrieval_schemas import DecodeRequest, SimilarityRequest, Token, TokenizeRequest
 from service.http.schemas import check_inputs
-from service.routes.common import InferenceCall, json_response, label_model
+from service.routes.common import InferenceCall, json_response, label_model, usage_headers
 
 router = APIRouter(tags=["retrieval"])
 
@@ -42,6 +45,7 @@ async def similarity(body: SimilarityRequest, request: Request, serving: Serving
 @router.post("/tokenize", response_model=list[list[Token]], responses=ERROR_RESPONSES)
 async def tokenize(body: TokenizeRequest, request: Request, serving: ServingDep) -> Response:
     """Per input its tokens (ids as the model's tokenizer gives them, after the prompt, if any)."""
+    started = time.perf_counter()
     texts = [text for text in check_inputs(body.inputs, serving.limits) if isinstance(text, str)]
     engine = serving.registry.get(body.model, "any")
     label_model(request, engine.name)
@@ -50,12 +54,13 @@ async def tokenize(body: TokenizeRequest, request: Request, serving: ServingDep)
     rows = await engine.tokenizer_work(
         engine.tokenizer.tokens, texts, body.add_special_tokens, chars=sum(map(len, texts))
     )
-    return json_response([[token.__dict__ for token in row] for row in rows])
+    return json_response([[token.__dict__ for token in row] for row in rows], usage_headers(Usage(), started))
 
 
 @router.post("/decode", response_model=list[str], responses=ERROR_RESPONSES)
 async def decode(body: DecodeRequest, request: Request, serving: ServingDep) -> Response:
     """The text of each id list (one list of ids gets a one-item answer)."""
+    started = time.perf_counter()
     ids = body.ids
     batch: list[list[int]] = [ids] if not ids or isinstance(ids[0], int) else ids  # type: ignore[list-item]
     if not all(batch):
@@ -66,4 +71,4 @@ async def decode(body: DecodeRequest, request: Request, serving: ServingDep) -> 
     texts = await engine.tokenizer_work(
         engine.tokenizer.decode, batch, body.skip_special_tokens, chars=sum(map(len, batch))
     )
-    return json_response(texts)
+    return json_response(texts, usage_headers(Usage(), started))

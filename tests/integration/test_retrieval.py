@@ -55,6 +55,7 @@ async def test_tokenize_matches_the_models_tokenizer(client: httpx.AsyncClient, 
         await client.post("/tokenize", json={"inputs": "Hello world!", "add_special_tokens": False})
     ).json()
     assert [t["text"] for t in plain[0]] == ["Hello", "world", "!"]
+    assert "x-total-time" in response.headers
     decoded = await client.post("/decode", json={"ids": [t["id"] for t in response.json()[0]]})
     assert decoded.json() == ["hello world!"]
     both = await client.post("/decode", json={"ids": [[7592], [2088]], "skip_special_tokens": False})
