@@ -164,16 +164,6 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length
     return [list(ids) for ids in encoded["input_ids"]]
 
 
-def encode_pairs(
-    tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], max_length: int
-) -> Encoded:
-    """Tokenize text pairs (``[CLS] a [SEP] b [SEP]``, token types 0 then 1), cut longest-first."""
-    encoded = tokenizer(
-        [a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first", max_length=max_length
-    )
-    return Encoded([list(ids) for ids in encoded["input_ids"]], [list(t) for t in encoded["token_type_ids"]])
-
-
 def _collate(
     ids: Sequence[Sequence[int]], pad_id: int, type_ids: Sequence[Sequence[int]] | None = None
 ) -> dict[str, torch.Tensor]:

@@ -25,6 +25,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
+    PreTrainedTokenizerBase,
 )
 
 from models.runtime.errors import ModelLoadError
@@ -32,12 +33,12 @@ from models.training.data import StsPair, load_sts
 from models.training.errors import TrainingError
 from models.training.evaluate import spearman
 from models.training.finetune import (
+    Encoded,
     FinetuneConfig,
     FinetuneResult,
     _collate,
     _publish,
     _transformers_progress,
-    encode_pairs,
     native_bf16_available,
     save_model,
     set_seed,
@@ -53,23 +54,33 @@ def rerank_config() -> FinetuneConfig:
     return FinetuneConfig(epochs=2, learning_rate=8e-5, batch_size=32, max_length=128)
 
 
+def encode_pairs(
+    tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], max_length: int
+) -> Encoded:
+    """Tokenize text pairs (``[CLS] a [SEP] b [SEP]``, token types 0 then 1), cut longest-first."""
+    encoded = tokenizer(
+        [a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first", max_length=max_length
+    )
+    return Encoded([list(ids) for ids in encoded["input_ids"]], [list(t) for t in encoded["token_type_ids"]])
+
+
 def _bce_on_sigmoid(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.squeeze(-1), targets)
 
 
 def pair_scores(
     model: PreTrainedModel,
-    tokenizer: object,
+    tokenizer: PreTrainedTokenizerBase,
     pairs: Sequence[tuple[str, str]],
     batch_size: int,
     max_length: int,
 ) -> np.ndarray:
     """The model's logit for each pair, in order (length-sorted batches, inference mode)."""
-    encoded = encode_pairs(tokenizer, pairs, max_length)  # type: ignore[arg-type]
+    encoded = encode_pairs(tokenizer, pairs, max_length)
     assert encoded.type_ids is not None
     order = sorted(range(len(pairs)), key=lambda i: len(encoded.ids[i]))
     scores = np.empty(len(pairs), dtype=np.float32)
-    pad_id = int(getattr(tokenizer, "pad_token_id", 0) or 0)
+    pad_id = int(tokenizer.pad_token_id or 0)
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
