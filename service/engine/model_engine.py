@@ -17,7 +17,7 @@ from models.runtime.errors import InputTooLongError
 from models.runtime.folders import ModelDescription
 from models.runtime.postprocess import finish_embeddings, pool_windows, rank_labels, sigmoid, softmax
 from models.runtime.tokenization import TextTokenizer, TokenizedText, input_chars
-from models.runtime.types import ModelInput
+from models.runtime.types import Direction, ModelInput
 from service.engine.batcher import Batcher, BatchStats
 from service.engine.cached import CachedRows
 from service.engine.queue import BatchQueue, PendingRequest, QueueLimits
@@ -27,7 +27,6 @@ from service.errors import DeadlineExceededError, InvalidInputError
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Direction = Literal["right", "left"]
 #: What to do with an input over the model's token limit: cut it, refuse it (422), or embed it in windows.
 LongInputs = Literal["truncate", "error", "chunk"]
 #: Tokens shared by consecutive windows of a chunked input (so no sentence is only ever seen cut).
@@ -111,8 +110,9 @@ class EngineConfig:
 class ModelEngine:
     """Serves one model: the only object the HTTP layer calls to run it.
 
-    Pre (tokenize, in the shared tokenizer pool) -> queue -> forward (the model's batcher thread, batches
-    merged across requests) -> post (normalise / softmax, back on the caller's side).
+    Pre (tokenize: inline when the request is short, else in the shared tokenizer pool) -> queue ->
+    forward (the model's batcher thread, batches merged across requests) -> post (normalise / softmax,
+    back on the caller's side).
     """
 
     def __init__(

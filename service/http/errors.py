@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.runtime.errors import InputTooLongError, ModelError
+from models.runtime.errors import DeviceOutOfMemoryError, InputTooLongError, ModelError
 from service.errors import (
     ClientDisconnectedError,
     DeadlineExceededError,
@@ -40,21 +40,33 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     InvalidInputError: (422, "validation"),
     InputTooLongError: (422, "input_too_long"),
     NotReadyError: (503, "not_ready"),
+    DeviceOutOfMemoryError: (503, "out_of_memory"),
     OverloadedError: (429, "overloaded"),
     DeadlineExceededError: (504, "timeout"),
     InferenceError: (500, "backend"),
     ClientDisconnectedError: (499, "client_closed"),
 }
-_OPENAI_TYPES = {
+#: HTTP status -> OpenAI error ``type`` under ``/v1/``, for handlers and middleware alike. OpenAI answers a
+#: bad API key with ``invalid_request_error`` too; a status not listed is ``server_error`` from 500 up.
+OPENAI_ERROR_TYPES = {
     400: "invalid_request_error",
+    401: "invalid_request_error",
     404: "invalid_request_error",
+    405: "invalid_request_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
-    503: "service_unavailable",
+    499: "invalid_request_error",
     500: "server_error",
+    503: "service_unavailable",
+    504: "server_error",
 }
 _INTERNAL = "internal error; see the server log"
+#: The rejections metric's reason for errors that carry none of their own.
+_REJECTION_REASONS: dict[type[Exception], str] = {
+    DeadlineExceededError: "deadline",
+    DeviceOutOfMemoryError: "out_of_memory",
+}
 
 
 def openai_shaped(path: str) -> bool:
@@ -71,6 +83,15 @@ def status_for(exc: Exception) -> tuple[int, str]:
     return 500, "internal"
 
 
+def error_body(path: str, status: int, error_type: str, message: str) -> dict[str, object]:
+    """The error body in the shape the route's clients expect (OpenAI's under ``/v1/``)."""
+    if not openai_shaped(path):
+        return {"error": message, "error_type": error_type}
+    fallback = "server_error" if status >= 500 else "invalid_request_error"
+    openai_type = OPENAI_ERROR_TYPES.get(status, fallback)
+    return {"error": {"message": message, "type": openai_type, "param": None, "code": error_type}}
+
+
 def error_response(
     request: Request,
     status: int,
@@ -78,18 +99,8 @@ def error_response(
     message: str,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """Build the error body in the shape the route's clients expect."""
-    if openai_shaped(request.url.path):
-        body: dict[str, object] = {
-            "error": {
-                "message": message,
-                "type": _OPENAI_TYPES.get(status, "invalid_request_error"),
-                "param": None,
-                "code": error_type,
-            }
-        }
-    else:
-        body = {"error": message, "error_type": error_type}
+    """The error response for ``request``'s route (see :func:`error_body`)."""
+    body = error_body(request.url.path, status, error_type, message)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -98,12 +109,14 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     # Mapped domain errors carry messages written for clients; anything unmapped may hold internals.
     message = _INTERNAL if error_type == "internal" else str(exc)
     headers = None
-    if isinstance(exc, OverloadedError | DeadlineExceededError):
-        reason = exc.reason if isinstance(exc, OverloadedError) else "deadline"
+    if isinstance(exc, OverloadedError | DeadlineExceededError | DeviceOutOfMemoryError):
+        reason = _REJECTION_REASONS.get(type(exc)) or getattr(exc, "reason", "overloaded")
         model = getattr(request.state, "model", "")
         request.app.state.metrics.rejections.labels(model, reason).inc()
     if isinstance(exc, OverloadedError):
         headers = {"Retry-After": str(exc.retry_after_s)}
+    elif isinstance(exc, DeviceOutOfMemoryError):
+        headers = {"Retry-After": "1"}  # the next batch usually fits: retrying is the right move
     return error_response(request, status, error_type, message, headers)
 
 
