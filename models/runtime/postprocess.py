@@ -15,11 +15,27 @@ def finish_embeddings(rows: np.ndarray, normalize: bool, dimensions: int | None)
     return out
 
 
+def pool_windows(rows: np.ndarray, owners: list[int], weights: list[int], count: int) -> np.ndarray:
+    """Per text, the mean of its windows' rows weighted by their tokens (a long input embedded in
+    chunks; normalise afterwards)."""
+    weight = np.asarray(weights, dtype=np.float32)
+    out = np.zeros((count, rows.shape[1]), dtype=np.float32)
+    total = np.zeros(count, dtype=np.float32)
+    np.add.at(out, owners, rows * weight[:, None])
+    np.add.at(total, owners, weight)
+    return out / total[:, None]
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax, stable for large logits."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function, stable for large logits of either sign."""
+    return np.exp(-np.logaddexp(0.0, -logits)).astype(np.float32)
 
 
 def rank_labels(
@@ -36,9 +52,15 @@ def comparable(rows: np.ndarray, task: str) -> np.ndarray:
 
     The logits of a two-class model near its decision boundary are short vectors that can point
     anywhere (cosine -0.7 for a change of a few hundredths), so their cosine says nothing about the
-    predictions; the cosine of the probability vectors does.
+    predictions; the cosine of the probability vectors does. A single-logit model (a reranker's
+    relevance) has no softmax worth comparing (always 1): its sigmoid probability is, as ``[p, 1 - p]``.
     """
-    return softmax(rows) if task == "classify" else rows
+    if task != "classify":
+        return rows
+    if rows.shape[1] == 1:
+        probability = 1 / (1 + np.exp(-rows.astype(np.float64)))
+        return np.concatenate([probability, 1 - probability], axis=1)
+    return softmax(rows)
 
 
 def cosine_drift(reference: np.ndarray, rows: np.ndarray) -> tuple[float, float]:

@@ -34,3 +34,11 @@ def test_embeddings_compare_as_they_are() -> None:
     low, mean = cosine_drift(REFERENCE, NUDGED)
     drift = compare(REFERENCE, NUDGED, "base")
     assert (drift.min_cosine, drift.mean_cosine) == (round(low, 6), round(mean, 6))
+
+
+def test_single_logit_classifiers_compare_their_sigmoid() -> None:
+    reference = np.array([[2.0], [-1.0], [0.0]], dtype=np.float32)
+    moved = np.array([[2.0], [-1.0], [3.0]], dtype=np.float32)  # the third input's relevance changed
+    probabilities = comparable(reference, "classify")
+    np.testing.assert_allclose(probabilities[:, 0], 1 / (1 + np.exp(-reference[:, 0])), rtol=1e-6)
+    assert compare(reference, moved, "base", task="classify").min_cosine < 0.8  # softmax would say 1.0
