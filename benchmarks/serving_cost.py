@@ -87,7 +87,9 @@ def in_process(spec: str, sentences: list[str]) -> InProcess:
     description = describe_model(minilm_path())
     tokenizer = TextTokenizer.from_folder(minilm_path(), description.max_input_tokens)
     quantize = "int8" if "quantize=int8" in spec else "none"
-    backend, _ = create_backend(description, "onnx", "cpu", "float32", quantize, default_home() / "onnx", threads)
+    backend, _ = create_backend(
+        description, "onnx", "cpu", "float32", quantize, default_home() / "onnx", threads
+    )
     rates = batch_rates(tokenizer, backend, sentences, tokenize=True)
     best_batch, best_rate, core_ms = max(rates, key=lambda rate: rate[1])
     return InProcess(best_rate, best_batch, core_ms, _single_p50(tokenizer, backend, sentences[:200]))
@@ -122,7 +124,18 @@ def measure_variant(name: str, sentences: list[str], seconds: float) -> list[lis
     model = in_process(spec, sentences[:512])
     single = [json.dumps({"inputs": [text]}) for text in sentences[:512]]
     rows: list[list[object]] = [
-        [name, f"in-process batch {model.best_batch}", "", model.best_rate, "", model.core_ms, "", "", "", ""],
+        [
+            name,
+            f"in-process batch {model.best_batch}",
+            "",
+            model.best_rate,
+            "",
+            model.core_ms,
+            "",
+            "",
+            "",
+            "",
+        ],
         [name, "in-process direct call c1", "", "", "", "", "", "", model.single_p50_ms, "1.00x"],
     ]
 
@@ -130,8 +143,18 @@ def measure_variant(name: str, sentences: list[str], seconds: float) -> list[lis
         load = served.load
         overhead = served.core_ms - model.core_ms * per_request
         share = f"{load.sps / model.best_rate:.0%}"
-        return [name, point, load.rps, load.sps, served.core_ms, model.core_ms, overhead / per_request, share,
-                load.p50, ""]
+        return [
+            name,
+            point,
+            load.rps,
+            load.sps,
+            served.core_ms,
+            model.core_ms,
+            overhead / per_request,
+            share,
+            load.p50,
+            "",
+        ]
 
     server = start_bertserve(f"{SOURCE},{spec}", SERVER_FLAGS)
     try:
@@ -151,10 +174,14 @@ def measure_variant(name: str, sentences: list[str], seconds: float) -> list[lis
 def _float32_extras(server: Process, sentences: list[str], seconds: float, row) -> list[list[object]]:  # type: ignore[no-untyped-def]
     openai = {"model": "minilm"}
     v1_float = [json.dumps({**openai, "input": [text]}) for text in sentences[:512]]
-    v1_b64 = [json.dumps({**openai, "input": [text], "encoding_format": "base64"}) for text in sentences[:512]]
+    v1_b64 = [
+        json.dumps({**openai, "input": [text], "encoding_format": "base64"}) for text in sentences[:512]
+    ]
     batches = [json.dumps({"inputs": sentences[i : i + 32]}) for i in range(0, 512, 32)]
     return [
-        row("/v1/embeddings float c64 x1", serve_point(server, "/v1/embeddings", v1_float, 1, 64, seconds), 1),
+        row(
+            "/v1/embeddings float c64 x1", serve_point(server, "/v1/embeddings", v1_float, 1, 64, seconds), 1
+        ),
         row("/v1/embeddings base64 c64 x1", serve_point(server, "/v1/embeddings", v1_b64, 1, 64, seconds), 1),
         row("/embed c8 x32 (per sentence)", serve_point(server, "/embed", batches, 32, 8, seconds), 32),
     ]
@@ -168,12 +195,25 @@ def _cache_hits(sentence: str, seconds: float, name: str) -> list[object]:
     finally:
         server.stop()
     load = served.load
-    return [name, "/embed cache hits c64 x1", load.rps, load.sps, served.core_ms, 0.0, served.core_ms, "", load.p50, ""]
+    return [
+        name,
+        "/embed cache hits c64 x1",
+        load.rps,
+        load.sps,
+        served.core_ms,
+        0.0,
+        served.core_ms,
+        "",
+        load.p50,
+        "",
+    ]
 
 
 def main() -> None:
     """Measure every variant and print one table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="per load point")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: float32,int8")
     args = parser.parse_args()

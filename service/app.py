@@ -22,6 +22,7 @@ from service.cache.factory import build_cache
 from service.engine.queue import BatchQueue
 from service.engine.registry import ModelRegistry
 from service.http.auth import ApiKeyMiddleware, TokenBuckets
+from service.http.deps import make_serving
 from service.http.errors import install_error_handlers
 from service.http.middleware import BodyLimitMiddleware, RequestObserverMiddleware
 from service.http.openapi import install_openapi
@@ -79,6 +80,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
+    app.state.serving = make_serving(settings, registry, metrics)
     install_error_handlers(app)
     for module in (embed, classify, openai, meta):
         app.include_router(module.router)

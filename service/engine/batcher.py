@@ -67,12 +67,20 @@ class Batcher:
             self.run_batch(batch)
 
     def run_batch(self, batch: list[WorkItem]) -> None:
-        """Drop dead items, run the rest, and hand each row to its request."""
+        """Drop dead items, run the rest, and hand each row to its request; the requests the batch
+        finished are then announced together (one ``on_done`` call per callback, not per request)."""
+        finished: list[PendingRequest] = []
+        try:
+            self._run_live(batch, finished)
+        finally:
+            _announce(finished)
+
+    def _run_live(self, batch: list[WorkItem], finished: list[PendingRequest]) -> None:
         live = [item for item in batch if item.request.live]
         for item in batch:
             request = item.request
             if not request.live and request.error is None and not request.abandoned:
-                _finish(request, DeadlineExceededError("deadline passed while queued"))
+                _finish(request, DeadlineExceededError("deadline passed while queued"), finished)
         if not live:
             return
         inputs = self.tokenizer.collate([item.tokens for item in live])
@@ -83,7 +91,7 @@ class Batcher:
             logger.exception("model %s failed on a batch of %d inputs", self.name, len(live))
             error = InferenceError(f"model {self.name!r} failed to run this batch")
             for request in {id(i.request): i.request for i in live}.values():
-                _finish(request, error)
+                _finish(request, error, finished)
             return
         ended = time.perf_counter()
         if self.on_batch is not None:
@@ -96,10 +104,12 @@ class Batcher:
                 )
             )
         for item, row in zip(live, rows, strict=True):
-            _deliver(item, row, started, ended)
+            _deliver(item, row, started, ended, finished)
 
 
-def _deliver(item: WorkItem, row: np.ndarray, started: float, ended: float) -> None:
+def _deliver(
+    item: WorkItem, row: np.ndarray, started: float, ended: float, finished: list[PendingRequest]
+) -> None:
     request = item.request
     if request.error is not None:
         return
@@ -110,10 +120,21 @@ def _deliver(item: WorkItem, row: np.ndarray, started: float, ended: float) -> N
     request.last_batch_end = ended
     request.remaining -= 1
     if request.remaining == 0:
-        request.on_done(request)
+        finished.append(request)
 
 
-def _finish(request: PendingRequest, error: BaseException) -> None:
+def _finish(request: PendingRequest, error: BaseException, finished: list[PendingRequest]) -> None:
     if request.error is None:
         request.error = error
-        request.on_done(request)
+        finished.append(request)
+
+
+def _announce(finished: list[PendingRequest]) -> None:
+    groups: dict[int, list[PendingRequest]] = {}
+    for request in finished:
+        groups.setdefault(id(request.on_done), []).append(request)
+    for requests in groups.values():
+        try:
+            requests[0].on_done(requests)
+        except Exception:  # e.g. the waiting event loop closed: the others must still hear
+            logger.exception("model batch: a completion callback failed")

@@ -41,12 +41,16 @@ class Serving:
     limits: InputLimits
 
 
+def make_serving(settings: Settings, registry: ModelRegistry, metrics: Metrics) -> Serving:
+    """The app's one :class:`Serving`, built by ``create_app`` (not per request)."""
+    limits = InputLimits(settings.max_client_batch_size, settings.max_input_chars, settings.max_total_chars)
+    return Serving(registry, metrics, limits)
+
+
 async def get_serving(request: Request) -> Serving:
     """Registry, metrics and input limits of the app."""
-    state = request.app.state
-    settings: Settings = state.settings
-    limits = InputLimits(settings.max_client_batch_size, settings.max_input_chars, settings.max_total_chars)
-    return Serving(state.registry, state.metrics, limits)
+    serving: Serving = request.app.state.serving
+    return serving
 
 
 ServingDep = Annotated[Serving, Depends(get_serving)]

@@ -120,8 +120,9 @@ class RequestObserverMiddleware:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             model = state.get("model", "")
-            self.metrics.requests.labels(route, model, str(status)).inc()
-            self.metrics.request_duration.labels(route).observe(seconds)
+            count, duration = self.metrics.served(route, model, status)
+            count.inc()
+            duration.observe(seconds)
             fields = {
                 "request_id": request_id,
                 "method": scope["method"],
