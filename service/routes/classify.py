@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from service.engine.model_engine import ClassifyOptions
 from service.http.deps import Serving, ServingDep
+from service.http.fast import FastRoute
 from service.http.openapi import ERROR_RESPONSES
 from service.http.schemas import ClassifyRequest, LabelScore
 from service.routes.common import InferenceCall
@@ -41,3 +42,10 @@ async def classify(body: ClassifyRequest, request: Request, serving: ServingDep)
 async def predict(body: ClassifyRequest, request: Request, serving: ServingDep) -> Response:
     """TEI's name for /classify; a single string input gets a flat list, as TEI does."""
     return await _classify(body, request, serving, flatten_single=True)
+
+
+#: Served by :class:`service.http.fast.FastRoutesMiddleware` (the routes above document them).
+FAST_ROUTES = {
+    "/classify": FastRoute(ClassifyRequest, classify),
+    "/predict": FastRoute(ClassifyRequest, predict),
+}

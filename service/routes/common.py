@@ -21,11 +21,27 @@ from service.metrics import Metrics
 T = TypeVar("T")
 
 
+class _EncodedJSON(Response):
+    """A 200 JSON answer whose headers are already encoded (Starlette's ``init_headers`` re-encodes and
+    scans them: ~10% of a cache hit's CPU)."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:  # no super(): all set
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = raw_headers
+
+
 def json_response(content: Any, headers: dict[str, str] | None = None) -> Response:
     """Serialise with orjson, numpy arrays included (float rows dominate response time: orjson writes
     a float32 row ~20x faster than json.dumps of its list, in the shortest form that reads back exactly)."""
     body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-    return Response(body, media_type="application/json", headers=headers)
+    raw = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    if headers:
+        raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    return _EncodedJSON(body, raw)
 
 
 def usage_headers(usage: Usage, started: float) -> dict[str, str]:
