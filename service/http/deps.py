@@ -39,12 +39,14 @@ class Serving:
     registry: ModelRegistry
     metrics: Metrics
     limits: InputLimits
+    #: How long a request waits before it starts watching for a client disconnect (seconds).
+    disconnect_check_s: float = 0.0
 
 
 def make_serving(settings: Settings, registry: ModelRegistry, metrics: Metrics) -> Serving:
     """The app's one :class:`Serving`, built by ``create_app`` (not per request)."""
     limits = InputLimits(settings.max_client_batch_size, settings.max_input_chars, settings.max_total_chars)
-    return Serving(registry, metrics, limits)
+    return Serving(registry, metrics, limits, settings.disconnect_check_ms / 1000)
 
 
 async def get_serving(request: Request) -> Serving:
