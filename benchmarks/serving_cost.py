@@ -11,7 +11,9 @@ For each model variant (all-MiniLM-L6-v2 on ONNX Runtime, float32 and ``quantize
   (p50 against the direct call); cache off, access log on (as in production);
 - overhead = server core-ms per request - in-process core-ms per sentence;
 - for float32 also: cache hits (memory tier, one repeated sentence), /v1/embeddings (float and base64),
-  and client batches of 32 sentences (overhead per sentence).
+  and client batches of 32 sentences (overhead per sentence);
+- floors: the same load against a bare FastAPI route and a bare ASGI callable answering 384 floats
+  (:mod:`benchmarks.floors`), i.e. what any Python server on this machine costs per request.
 
 Every load point is bounded by ``--seconds``; the servers start one at a time on free loopback ports.
 """
@@ -21,12 +23,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.common import LoadResult, Process, print_table, real_sentences, run_wrk, start_bertserve
+from benchmarks.common import (
+    LoadResult,
+    Process,
+    free_port,
+    print_table,
+    real_sentences,
+    run_wrk,
+    start_bertserve,
+    start_process,
+)
 from benchmarks.load import batch_rates
 from models.runtime.builtins import default_home, minilm_path
 from models.runtime.contract import EncoderBackend
@@ -209,6 +221,24 @@ def _cache_hits(sentence: str, seconds: float, name: str) -> list[object]:
     ]
 
 
+def floor_rows(sentences: list[str], seconds: float) -> list[list[object]]:
+    """The same load against the floors of :mod:`benchmarks.floors` (no model, no bertserve)."""
+    rows: list[list[object]] = []
+    single = [json.dumps({"inputs": [text]}) for text in sentences[:512]]
+    for name in ("fastapi_app", "asgi_app"):
+        port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", f"benchmarks.floors:{name}", "--port", str(port)]
+        argv += ["--log-level", "warning", "--no-access-log", "--http", "httptools", "--loop", "uvloop"]
+        server = start_process(f"floor-{name}", argv, port, "/ready")
+        try:
+            served = serve_point(server, "/embed", single, 1, 64, seconds)
+        finally:
+            server.stop()
+        load = served.load
+        rows.append(["floor", f"{name} c64 x1", load.rps, load.sps, served.core_ms, "", "", "", load.p50, ""])
+    return rows
+
+
 def main() -> None:
     """Measure every variant and print one table."""
     parser = argparse.ArgumentParser(
@@ -216,11 +246,14 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="per load point")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: float32,int8")
+    parser.add_argument("--no-floors", action="store_true", help="skip the bare FastAPI / ASGI floors")
     args = parser.parse_args()
     sentences = real_sentences(2000)
     rows = []
     for name in args.variants.split(","):
         rows += measure_variant(name, sentences, args.seconds)
+    if not args.no_floors:
+        rows += floor_rows(sentences, args.seconds)
     print_table(HEADERS, rows)
 
 
