@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +17,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from models.runtime.errors import ModelError
 from service import __version__
 from service.cache.factory import build_cache
-from service.engine.queue import BatchQueue
 from service.engine.registry import ModelRegistry
 from service.http.auth import ApiKeyMiddleware, TokenBuckets
 from service.http.deps import make_serving
@@ -49,14 +46,14 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(settings.threads or os.cpu_count() or 1)
+        torch.set_num_threads(settings.inference_threads)
         # Fast checks first: a missing or malformed model folder stops start-up right here.
         await asyncio.to_thread(registry.validate)
         if cache is not None and cache.redis is not None and not await cache.redis.ping():
             logger.warning(
                 "redis cache tier at %s is down at start-up; serving without it", settings.redis_url
             )
-        loader = asyncio.create_task(_load_models(registry, metrics, on_fatal))
+        loader = asyncio.create_task(_load_models(registry, on_fatal))
         try:
             yield
         finally:
@@ -112,7 +109,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     return app
 
 
-async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: FatalHandler | None) -> None:
+async def _load_models(registry: ModelRegistry, on_fatal: FatalHandler | None) -> None:
     try:
         await _in_daemon_thread(registry.load_all)
     except Exception as exc:  # any failure here must surface, not die silently in a task
@@ -122,32 +119,7 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
         if on_fatal is not None:
             on_fatal(reason)
         return
-    for loaded in registry.models:
-        description = loaded.engine.description
-        name, queue = loaded.spec.name, loaded.engine.queue
-        metrics.model_load_seconds.labels(name).set(loaded.load_seconds)
-        metrics.queue_depth.labels(name).set_function(functools.partial(_depth, queue, 1))
-        metrics.in_flight.labels(name).set_function(functools.partial(_depth, queue, 0))
-        metrics.model_info.labels(loaded.spec.name).info(
-            {
-                "source": loaded.spec.source,
-                "fingerprint": description.fingerprint,
-                "task": description.task,
-                "variant": (description.variant or {}).get("recipe", "base"),
-                "runtime": loaded.runtime,
-                "device": loaded.device,
-                "dtype": loaded.dtype,
-            }
-        )
-        if loaded.drift is not None:
-            metrics.model_drift.labels(name, "min").set(loaded.drift.min_cosine)
-            metrics.model_drift.labels(name, "mean").set(loaded.drift.mean_cosine)
-    metrics.ready.set(1)
     logger.info("ready: %s", ", ".join(m.spec.name for m in registry.models))
-
-
-def _depth(queue: BatchQueue, field: int) -> float:
-    return float(queue.depth[field])
 
 
 async def _in_daemon_thread(work: Callable[[], None]) -> None:
