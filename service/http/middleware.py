@@ -7,7 +7,6 @@ import logging
 import random
 import re
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
