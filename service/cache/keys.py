@@ -8,8 +8,10 @@ runtime and dtype, the task, pooling, token limit and truncation direction, and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,22 +31,34 @@ class RowScope:
 
     def key(self, text: str, direction: str) -> str:
         """Hex sha256 of the scope, the truncation direction and the text (length-prefixed fields)."""
-        digest = hashlib.sha256(_SCHEMA)
-        fields = (
-            self.fingerprint,
-            self.runtime,
-            self.dtype,
-            self.task,
-            self.pooling,
-            str(self.max_tokens),
-            direction,
-            text,
-        )
-        for field in fields:
-            data = field.encode("utf-8", "surrogatepass")
-            digest.update(len(data).to_bytes(8, "little"))
-            digest.update(data)
-        return digest.hexdigest()
+        prefix = self._prefixes.get(direction)
+        if prefix is None:
+            prefix = self._prefixes[direction] = _hashed(
+                hashlib.sha256(_SCHEMA),
+                (
+                    self.fingerprint,
+                    self.runtime,
+                    self.dtype,
+                    self.task,
+                    self.pooling,
+                    str(self.max_tokens),
+                    direction,
+                ),
+            )
+        # The scope's fields are hashed once per direction; each text continues a copy of that state.
+        return _hashed(prefix.copy(), (text,)).hexdigest()
+
+    @functools.cached_property
+    def _prefixes(self) -> dict[str, Any]:
+        return {}
+
+
+def _hashed(digest: Any, fields: tuple[str, ...]) -> Any:
+    for field in fields:
+        data = field.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest
 
 
 @dataclass(frozen=True)
