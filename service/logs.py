@@ -54,7 +54,7 @@ def configure_logging(level: str, fmt: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # Every request logs a line: skip what no bertserve format prints (the caller's frame, thread and
     # process names), as the logging HOWTO's "Optimization" section describes.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
