@@ -25,7 +25,7 @@ from service.http.fast import FastRoutesMiddleware
 from service.http.middleware import BodyLimitMiddleware, RequestObserverMiddleware
 from service.http.openapi import install_openapi
 from service.metrics import Metrics
-from service.routes import classify, embed, meta, openai
+from service.routes import classify, embed, meta, openai, rerank, retrieval, root
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
         title="bertserve",
         version=__version__,
         lifespan=lifespan,
-        description="Embeddings and classification with BERT-family encoders.",
+        description="Embeddings, classification and reranking with BERT-family encoders.",
         # Off by default: FastAPI looks up the global OpenTelemetry providers on every request.
         telemetry={
             "tracing": settings.opentelemetry,
@@ -80,7 +80,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     app.state.registry = registry
     app.state.serving = make_serving(settings, registry, metrics)
     install_error_handlers(app)
-    for module in (embed, classify, openai, meta):
+    for module in (embed, classify, openai, rerank, retrieval, root, meta):
         app.include_router(module.router)
     # Innermost: the inference routes, served without FastAPI's per-request machinery.
     fast_routes = {**embed.FAST_ROUTES, **classify.FAST_ROUTES, **openai.FAST_ROUTES}

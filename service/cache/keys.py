@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from models.runtime.types import ModelInput
+
 _SCHEMA = b"bertserve-row-v1"
 
 
@@ -29,8 +31,9 @@ class RowScope:
     pooling: str
     max_tokens: int
 
-    def key(self, text: str, direction: str) -> str:
-        """Hex sha256 of the scope, the truncation direction and the text (length-prefixed fields)."""
+    def key(self, text: ModelInput, direction: str, mode: str = "") -> str:
+        """Hex sha256 of the scope, the truncation direction, the text (both texts of a pair) and the
+        long-input mode when it is not the default (length-prefixed fields: no two inputs collide)."""
         prefix = self._prefixes.get(direction)
         if prefix is None:
             prefix = self._prefixes[direction] = _hashed(
@@ -46,7 +49,8 @@ class RowScope:
                 ),
             )
         # The scope's fields are hashed once per direction; each text continues a copy of that state.
-        return _hashed(prefix.copy(), (text,)).hexdigest()
+        texts = (text,) if isinstance(text, str) else ("\0pair", *text)
+        return _hashed(prefix.copy(), (*texts, *((f"\0{mode}",) if mode else ()))).hexdigest()
 
     @functools.cached_property
     def _prefixes(self) -> dict[str, Any]:

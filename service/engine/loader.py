@@ -7,6 +7,7 @@ assembles the engine and warms it up. The registry (lookup, readiness, close) ho
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from concurrent.futures import Executor
@@ -37,6 +38,15 @@ def build_missing_builtin(source: str, home: Path) -> None:
     from models.training.builtins import build_builtin
 
     build_builtin(source, home, progress=True)
+
+
+def with_prompts(description: ModelDescription, spec: ModelSpec) -> ModelDescription:
+    """The folder's prompts with the spec's added (the spec wins on a name) and its default prompt."""
+    prompts = {**description.prompts, **(spec.prompts or {})}
+    default = spec.default_prompt_name or description.default_prompt_name
+    if default is not None and default not in prompts:
+        raise ModelLoadError(f"default_prompt_name {default!r} is not one of its prompts")
+    return dataclasses.replace(description, prompts=prompts, default_prompt_name=default)
 
 
 @dataclass(frozen=True)
@@ -80,12 +90,13 @@ class ModelLoader:
                 path = defaults.resolve_builtin(spec.source, self._settings.home)
             else:
                 path = resolve_source(spec.source, spec.revision)
-            return describe_model(
+            description = describe_model(
                 path,
                 task=None if spec.task == "auto" else spec.task,
                 pooling=None if spec.pooling == "auto" else spec.pooling,
                 max_tokens=spec.max_input_tokens,
             )
+            return with_prompts(description, spec)
         except ModelLoadError as exc:
             raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
 
@@ -111,7 +122,7 @@ class ModelLoader:
             description,
             tokenizer,
             backend,
-            self._engine_config(backend, description),
+            self._engine_config(spec, backend, description),
             self._tokenize_pool,
             cached=self._cached_rows(spec, description, runtime),
         )
@@ -160,7 +171,9 @@ class ModelLoader:
         )
         return CachedRows(self._cache, scope)
 
-    def _engine_config(self, backend: EncoderBackend, description: ModelDescription) -> EngineConfig:
+    def _engine_config(
+        self, spec: ModelSpec, backend: EncoderBackend, description: ModelDescription
+    ) -> EngineConfig:
         settings = self._settings
         batch_tokens, batch_items = settings.max_batch_tokens, settings.max_batch_requests
         if batch_tokens is None or batch_items is None:  # defaults depend on the device (and its memory)
@@ -173,8 +186,9 @@ class ModelLoader:
             batch_items=batch_items,
         )
         return EngineConfig(
-            limits, settings.max_wait_ms / 1000, settings.request_timeout_s, settings.inline_tokenize_chars
-        )
-        return EngineConfig(
-            limits, settings.max_wait_ms / 1000, settings.request_timeout_s, settings.inline_tokenize_chars
+            limits,
+            settings.max_wait_ms / 1000,
+            settings.request_timeout_s,
+            settings.inline_tokenize_chars,
+            spec.long_inputs,
         )

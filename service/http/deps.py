@@ -45,7 +45,12 @@ class Serving:
 
 def make_serving(settings: Settings, registry: ModelRegistry, metrics: Metrics) -> Serving:
     """The app's one :class:`Serving`, built by ``create_app`` (not per request)."""
-    limits = InputLimits(settings.max_client_batch_size, settings.max_input_chars, settings.max_total_chars)
+    limits = InputLimits(
+        settings.max_client_batch_size,
+        settings.max_input_chars,
+        settings.max_total_chars,
+        settings.max_rerank_documents,
+    )
     return Serving(registry, metrics, limits, settings.disconnect_check_ms / 1000)
 
 
