@@ -82,7 +82,7 @@ def test_metrics_move_with_traffic(server: Server) -> None:
     assert value(after, "bertserve_cache_entries") > 0
     assert value(after, "bertserve_cache_bytes") > 0
     info = [labels for (name, labels) in after if name == "bertserve_model_info"]
-    assert {dict(labels)["model"] for labels in info} == {EMBED, CLASSIFY}
+    assert {dict(labels)["model"] for labels in info} == {EMBED, CLASSIFY, "minilm-reranker"}
     assert all(dict(labels)["runtime"] in ("onnx", "torch") for labels in info)
 
 
