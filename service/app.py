@@ -19,7 +19,9 @@ from service import __version__
 from service.cache.factory import build_cache
 from service.engine.registry import ModelRegistry
 from service.http.auth import ApiKeyMiddleware, TokenBuckets
+from service.http.deps import make_serving
 from service.http.errors import install_error_handlers
+from service.http.fast import FastRoutesMiddleware
 from service.http.middleware import BodyLimitMiddleware, RequestObserverMiddleware
 from service.http.openapi import install_openapi
 from service.metrics import Metrics
@@ -76,9 +78,14 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
+    app.state.serving = make_serving(settings, registry, metrics)
     install_error_handlers(app)
     for module in (embed, classify, openai, rerank, retrieval, root, meta):
         app.include_router(module.router)
+    # Innermost: the inference routes, served without FastAPI's per-request machinery.
+    fast_routes = {**embed.FAST_ROUTES, **classify.FAST_ROUTES, **openai.FAST_ROUTES}
+    routers = [embed.router, classify.router, openai.router]
+    app.add_middleware(FastRoutesMiddleware, routers=routers, serving=app.state.serving, routes=fast_routes)
     # Outermost last: metrics see every response, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     keys = settings.load_api_keys()

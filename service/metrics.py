@@ -6,6 +6,9 @@ No collector lives at import time: :class:`Metrics` is built by ``create_app`` o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 PREFIX = "bertserve"
@@ -22,11 +25,25 @@ LATENCY_BUCKETS = geometric_buckets(0.0005, 2.0, 17)
 SIZE_BUCKETS = geometric_buckets(1, 2.0, 16)
 
 
+@dataclass(frozen=True)
+class RequestStages:
+    """One model's per-request children, looked up once (``labels()`` takes a lock and builds a key:
+    a few microseconds per call, several calls per request)."""
+
+    tokenization: Any
+    inference: Any
+    queue: Any
+    input_tokens: Any
+    truncated: Any
+
+
 class Metrics:
     """The service's collectors."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._stages: dict[str, RequestStages] = {}
+        self._served: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
             f"{PREFIX}_requests",
@@ -133,3 +150,28 @@ class Metrics:
         )
         self.model_info = Info(f"{PREFIX}_model", "Served model", ["model"], registry=r)
         self.ready = Gauge(f"{PREFIX}_ready", "1 when every model is loaded", registry=r)
+
+    def stages(self, model: str) -> RequestStages:
+        """The per-request stage children of ``model`` (served model names only: a bounded set)."""
+        found = self._stages.get(model)
+        if found is None:
+            found = self._stages[model] = RequestStages(
+                self.tokenization_duration.labels(model),
+                self.inference_duration.labels(model),
+                self.queue_duration.labels(model),
+                self.input_tokens.labels(model),
+                self.truncated_inputs.labels(model),
+            )
+        return found
+
+    def served(self, route: str, model: str, status: int) -> tuple[Any, Any]:
+        """The ``requests`` and ``request_duration`` children of a request (route templates, served
+        model names and statuses: a bounded set)."""
+        key = (route, model, status)
+        found = self._served.get(key)
+        if found is None:
+            found = self._served[key] = (
+                self.requests.labels(route, model, str(status)),
+                self.request_duration.labels(route),
+            )
+        return found

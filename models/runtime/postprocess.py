@@ -10,7 +10,8 @@ def finish_embeddings(rows: np.ndarray, normalize: bool, dimensions: int | None)
     out = rows[:, :dimensions] if dimensions is not None else rows
     out = out.astype(np.float32, copy=True)
     if normalize:
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        # einsum, not np.linalg.norm: the same sums without its per-call overhead (per request).
+        norms = np.sqrt(np.einsum("ij,ij->i", out, out))[:, np.newaxis]
         out /= np.maximum(norms, 1e-12)
     return out
 

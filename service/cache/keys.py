@@ -8,8 +8,10 @@ runtime and dtype, the task, pooling, token limit and truncation direction, and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,24 +34,35 @@ class RowScope:
     def key(self, text: ModelInput, direction: str, mode: str = "") -> str:
         """Hex sha256 of the scope, the truncation direction, the text (both texts of a pair) and the
         long-input mode when it is not the default (length-prefixed fields: no two inputs collide)."""
-        digest = hashlib.sha256(_SCHEMA)
+        prefix = self._prefixes.get(direction)
+        if prefix is None:
+            prefix = self._prefixes[direction] = _hashed(
+                hashlib.sha256(_SCHEMA),
+                (
+                    self.fingerprint,
+                    self.runtime,
+                    self.dtype,
+                    self.task,
+                    self.pooling,
+                    str(self.max_tokens),
+                    direction,
+                ),
+            )
+        # The scope's fields are hashed once per direction; each text continues a copy of that state.
         texts = (text,) if isinstance(text, str) else ("\0pair", *text)
-        fields = (
-            self.fingerprint,
-            self.runtime,
-            self.dtype,
-            self.task,
-            self.pooling,
-            str(self.max_tokens),
-            direction,
-            *texts,
-            *((f"\0{mode}",) if mode else ()),
-        )
-        for field in fields:
-            data = field.encode("utf-8", "surrogatepass")
-            digest.update(len(data).to_bytes(8, "little"))
-            digest.update(data)
-        return digest.hexdigest()
+        return _hashed(prefix.copy(), (*texts, *((f"\0{mode}",) if mode else ()))).hexdigest()
+
+    @functools.cached_property
+    def _prefixes(self) -> dict[str, Any]:
+        return {}
+
+
+def _hashed(digest: Any, fields: tuple[str, ...]) -> Any:
+    for field in fields:
+        data = field.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest
 
 
 @dataclass(frozen=True)

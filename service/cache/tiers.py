@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from service.cache.keys import CachedRow, decode_row, encode_row
 from service.cache.memory import MemoryCache
@@ -27,6 +28,7 @@ class ResultCache:
         self.dtype = dtype
         self._metrics = metrics
         self._writes: set[asyncio.Task[None]] = set()
+        self._counters: dict[str, tuple[Any, Any]] = {}
 
     async def get_many(self, keys: list[str]) -> dict[str, CachedRow]:
         """Rows found for ``keys`` (absent keys are misses in every tier)."""
@@ -73,7 +75,12 @@ class ResultCache:
 
     def _count(self, tier: str, hits: int, misses: int) -> None:
         if self._metrics is not None:
+            # Children looked up once per tier: ``labels()`` costs a lock and a key per call.
+            counters = self._counters.get(tier)
+            if counters is None:
+                counters = (self._metrics.cache_hits.labels(tier), self._metrics.cache_misses.labels(tier))
+                self._counters[tier] = counters
             if hits:
-                self._metrics.cache_hits.labels(tier).inc(hits)
+                counters[0].inc(hits)
             if misses:
-                self._metrics.cache_misses.labels(tier).inc(misses)
+                counters[1].inc(misses)

@@ -68,12 +68,20 @@ class Batcher:
             self.run_batch(batch)
 
     def run_batch(self, batch: list[WorkItem]) -> None:
-        """Drop dead items, run the rest, and hand each row to its request."""
+        """Drop dead items, run the rest, and hand each row to its request; the requests the batch
+        finished are then announced together (one ``on_done`` call per callback, not per request)."""
+        finished: list[PendingRequest] = []
+        try:
+            self._run_live(batch, finished)
+        finally:
+            _announce(finished)
+
+    def _run_live(self, batch: list[WorkItem], finished: list[PendingRequest]) -> None:
         live = [item for item in batch if item.request.live]
         for item in batch:
             request = item.request
             if not request.live and request.error is None and not request.abandoned:
-                _finish(request, DeadlineExceededError("deadline passed while queued"))
+                _finish(request, DeadlineExceededError("deadline passed while queued"), finished)
         if not live:
             return
         inputs = self.tokenizer.collate([item.tokens for item in live])
@@ -82,11 +90,11 @@ class Batcher:
             rows = self.backend.forward(inputs)
         except DeviceOutOfMemoryError as exc:  # retryable (503): the model runs the next batch as usual
             logger.warning("model %s: %s", self.name, exc)
-            _fail_all(live, exc)
+            _fail_all(live, exc, finished)
             return
         except Exception:  # a failing batch must fail its requests, not the thread
             logger.exception("model %s failed on a batch of %d inputs", self.name, len(live))
-            _fail_all(live, InferenceError(f"model {self.name!r} failed to run this batch"))
+            _fail_all(live, InferenceError(f"model {self.name!r} failed to run this batch"), finished)
             return
         ended = time.perf_counter()
         if self.on_batch is not None:
@@ -99,10 +107,12 @@ class Batcher:
                 )
             )
         for item, row in zip(live, rows, strict=True):
-            _deliver(item, row, started, ended)
+            _deliver(item, row, started, ended, finished)
 
 
-def _deliver(item: WorkItem, row: np.ndarray, started: float, ended: float) -> None:
+def _deliver(
+    item: WorkItem, row: np.ndarray, started: float, ended: float, finished: list[PendingRequest]
+) -> None:
     request = item.request
     if request.error is not None:
         return
@@ -113,15 +123,26 @@ def _deliver(item: WorkItem, row: np.ndarray, started: float, ended: float) -> N
     request.last_batch_end = ended
     request.remaining -= 1
     if request.remaining == 0:
-        request.on_done(request)
+        finished.append(request)
 
 
-def _fail_all(items: list[WorkItem], error: BaseException) -> None:
+def _fail_all(items: list[WorkItem], error: BaseException, finished: list[PendingRequest]) -> None:
     for request in {id(i.request): i.request for i in items}.values():
-        _finish(request, error)
+        _finish(request, error, finished)
 
 
-def _finish(request: PendingRequest, error: BaseException) -> None:
+def _finish(request: PendingRequest, error: BaseException, finished: list[PendingRequest]) -> None:
     if request.error is None:
         request.error = error
-        request.on_done(request)
+        finished.append(request)
+
+
+def _announce(finished: list[PendingRequest]) -> None:
+    groups: dict[int, list[PendingRequest]] = {}
+    for request in finished:
+        groups.setdefault(id(request.on_done), []).append(request)
+    for requests in groups.values():
+        try:
+            requests[0].on_done(requests)
+        except Exception:  # e.g. the waiting event loop closed: the others must still hear
+            logger.exception("model batch: a completion callback failed")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 import numpy as np
 
@@ -55,8 +54,10 @@ class CachedRows:
             retry = await self._follow(waiting, found)
             if retry:
                 usage = usage.merged(await self._compute_into(retry, text_of, found, compute))
-        cached_tokens = sum(found[key].tokens for key in keys) - usage.tokens
-        return np.stack([found[key].row for key in keys]), replace(usage, cached_tokens=cached_tokens)
+        usage.cached_tokens = sum(found[key].tokens for key in keys) - usage.tokens
+        if len(keys) == 1:  # the usual request: a view, not np.stack's copy of one row
+            return found[keys[0]].row[np.newaxis], usage
+        return np.stack([found[key].row for key in keys]), usage
 
     async def refresh(
         self, texts: list[ModelInput], direction: str, compute: Compute, mode: str = ""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +22,7 @@ from models.runtime.tokenization import TextTokenizer, TokenizedText, input_char
 from models.runtime.types import Direction, ModelInput
 from service.engine.batcher import Batcher, BatchStats
 from service.engine.cached import CachedRows
-from service.engine.queue import BatchQueue, PendingRequest, QueueLimits
+from service.engine.queue import BatchQueue, OnDone, PendingRequest, QueueLimits
 from service.engine.usage import Usage
 from service.errors import DeadlineExceededError, InvalidInputError
 
@@ -135,11 +137,20 @@ class ModelEngine:
         self.cached = cached
         self.queue = BatchQueue(config.queue)
         self.batcher = Batcher(name, self.queue, tokenizer, backend, config.max_wait_s, on_batch)
+        self._notify: tuple[asyncio.AbstractEventLoop, OnDone] | None = None
 
     @property
     def task(self) -> str:
         """``embed`` or ``classify``."""
         return self.description.task
+
+    def _notifier(self, loop: asyncio.AbstractEventLoop) -> OnDone:
+        """The batcher's callback for requests waiting on ``loop``: one thread-safe hop per batch.
+        The same object for every request of a loop, so that the batcher can group them."""
+        notify = self._notify
+        if notify is None or notify[0] is not loop:
+            notify = self._notify = (loop, functools.partial(_call_on_loop, loop))
+        return notify[1]
 
     @property
     def kind(self) -> str:
@@ -265,20 +276,19 @@ class ModelEngine:
                 self._tokenize_pool, self._tokenize, texts, truncate, direction, chunk
             )
         future: asyncio.Future[PendingRequest] = loop.create_future()
-
-        def on_done(done: PendingRequest) -> None:  # called on the batcher thread
-            loop.call_soon_threadsafe(_settle, future, done)
-
-        request = PendingRequest(size=len(items), deadline=deadline, on_done=on_done)
+        request = PendingRequest(len(items), deadline, self._notifier(loop), future)
         self.queue.put(request, items)
+        # One timer, not asyncio.wait_for (which wraps the future in a task and more callbacks).
+        timer = loop.call_at(loop.time() + max(deadline - time.perf_counter(), 0.0), _expire, request)
         try:
-            await asyncio.wait_for(future, timeout=max(deadline - time.perf_counter(), 0.0))
-        except TimeoutError as exc:
-            request.abandoned = True
+            await future
+        except DeadlineExceededError as exc:
             raise DeadlineExceededError(f"not served within {self.config.request_timeout_s:g} s") from exc
         except asyncio.CancelledError:
             request.abandoned = True  # the client went away: its queued items are dropped
             raise
+        finally:
+            timer.cancel()
         if request.error is not None:
             raise request.error
         assert request.rows is not None
@@ -319,6 +329,23 @@ class ModelEngine:
         self.batcher.stop()
 
 
-def _settle(future: asyncio.Future[PendingRequest], request: PendingRequest) -> None:
+def _call_on_loop(loop: asyncio.AbstractEventLoop, requests: list[PendingRequest]) -> None:
+    """On the batcher thread: settle ``requests`` on their event loop."""
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+        loop.call_soon_threadsafe(_settle, requests)
+
+
+def _settle(requests: list[PendingRequest]) -> None:
+    """On the event loop: wake every request a batch finished."""
+    for request in requests:
+        future = request.waiter
+        if not future.done():
+            future.set_result(request)
+
+
+def _expire(request: PendingRequest) -> None:
+    """On the event loop, at the request's deadline: stop waiting and drop its queued items."""
+    request.abandoned = True
+    future = request.waiter
     if not future.done():
-        future.set_result(request)
+        future.set_exception(DeadlineExceededError("deadline"))

@@ -12,20 +12,29 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from models.runtime.tokenization import TokenizedText
 from service.errors import OverloadedError
 
+#: Called on the batcher thread with the requests a batch finished (done or failed) that share it.
+OnDone = Callable[[list["PendingRequest"]], None]
+
 
 @dataclass(eq=False)
 class PendingRequest:
-    """One client request in flight: its items' rows are filled in as their batches finish."""
+    """One client request in flight: its items' rows are filled in as their batches finish.
+
+    ``on_done`` is called once per batch for all the finished requests that share it (one hop to the
+    event loop per batch, not one per request); ``waiter`` is whatever its caller waits on.
+    """
 
     size: int
     deadline: float
-    on_done: Callable[[PendingRequest], None]
+    on_done: OnDone
+    waiter: Any = None
     enqueued_at: float = field(default_factory=time.perf_counter)
     rows: np.ndarray | None = None
     remaining: int = 0

@@ -39,19 +39,25 @@ class Serving:
     registry: ModelRegistry
     metrics: Metrics
     limits: InputLimits
+    #: How long a request waits before it starts watching for a client disconnect (seconds).
+    disconnect_check_s: float = 0.0
 
 
-async def get_serving(request: Request) -> Serving:
-    """Registry, metrics and input limits of the app."""
-    state = request.app.state
-    settings: Settings = state.settings
+def make_serving(settings: Settings, registry: ModelRegistry, metrics: Metrics) -> Serving:
+    """The app's one :class:`Serving`, built by ``create_app`` (not per request)."""
     limits = InputLimits(
         settings.max_client_batch_size,
         settings.max_input_chars,
         settings.max_total_chars,
         settings.max_rerank_documents,
     )
-    return Serving(state.registry, state.metrics, limits)
+    return Serving(registry, metrics, limits, settings.disconnect_check_ms / 1000)
+
+
+async def get_serving(request: Request) -> Serving:
+    """Registry, metrics and input limits of the app."""
+    serving: Serving = request.app.state.serving
+    return serving
 
 
 ServingDep = Annotated[Serving, Depends(get_serving)]

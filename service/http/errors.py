@@ -11,7 +11,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.runtime.errors import DeviceOutOfMemoryError, InputTooLongError, ModelError
@@ -145,6 +145,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s", request.url.path, exc_info=exc)
     return error_response(request, 500, "internal", _INTERNAL)
+
+
+async def exception_response(request: Request, exc: Exception) -> Response:
+    """The answer to ``exc`` by the handler FastAPI would pick (for routes served outside FastAPI's
+    exception middleware, see :mod:`service.http.fast`)."""
+    if isinstance(exc, ServiceError | ModelError):
+        return await _domain_error(request, exc)
+    if isinstance(exc, RequestValidationError):
+        return await _validation_error(request, exc)
+    if isinstance(exc, StarletteHTTPException):
+        return await _http_error(request, exc)
+    return await _unexpected_error(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -114,8 +114,9 @@ class RequestObserverMiddleware:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             model = state.get("model", "")
-            self.metrics.requests.labels(route, model, str(status)).inc()
-            self.metrics.request_duration.labels(route).observe(seconds)
+            count, duration = self.metrics.served(route, model, status)
+            count.inc()
+            duration.observe(seconds)
             fields = {
                 "request_id": request_id,
                 "method": scope["method"],
@@ -137,4 +138,5 @@ def _request_id(scope: Scope) -> str:
             if _REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex at a fifth of its cost (ids are not secrets).
+    return f"{random.getrandbits(128):032x}"

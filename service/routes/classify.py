@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from models.runtime.types import ModelInput
 from service.engine.model_engine import ClassifyOptions
 from service.http.deps import Serving, ServingDep
+from service.http.fast import FastRoute
 from service.http.openapi import ERROR_RESPONSES
 from service.http.schemas import ClassifyRequest, LabelScore, PredictRequest
 from service.routes.common import InferenceCall
@@ -58,3 +59,10 @@ async def predict(body: PredictRequest, request: Request, serving: ServingDep) -
     else:
         batch, single = [item for item in inputs if isinstance(item, list)], False
     return await _classify(body, request, serving, [_model_input(item) for item in batch], flatten=single)
+
+
+#: Served by :class:`service.http.fast.FastRoutesMiddleware` (the routes above document them).
+FAST_ROUTES = {
+    "/classify": FastRoute(ClassifyRequest, classify),
+    "/predict": FastRoute(PredictRequest, predict),
+}

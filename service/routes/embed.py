@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from service.engine.model_engine import EmbedOptions
 from service.http.deps import ServingDep
+from service.http.fast import FastRoute
 from service.http.openapi import ERROR_RESPONSES
 from service.http.schemas import EmbedRequest
 from service.routes.common import InferenceCall
@@ -28,3 +29,7 @@ async def embed(body: EmbedRequest, request: Request, serving: ServingDep) -> Re
     )
     result = await call.run(call.engine.embed(call.strings, options))
     return call.respond(result.usage, result.vectors)
+
+
+#: Served by :class:`service.http.fast.FastRoutesMiddleware` (the routes above document them).
+FAST_ROUTES = {"/embed": FastRoute(EmbedRequest, embed)}

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from service.engine.model_engine import EmbedOptions
 from service.http.deps import ServingDep
+from service.http.fast import FastRoute
 from service.http.openapi import OPENAI_ERROR_RESPONSES
 from service.http.schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse
 from service.routes.common import InferenceCall
@@ -47,3 +48,7 @@ async def create_embeddings(body: OpenAIEmbeddingRequest, request: Request, serv
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
     return call.respond(result.usage, content)
+
+
+#: Served by :class:`service.http.fast.FastRoutesMiddleware` (the routes above document them).
+FAST_ROUTES = {"/v1/embeddings": FastRoute(OpenAIEmbeddingRequest, create_embeddings)}

@@ -6,6 +6,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -174,4 +175,54 @@ async def test_failing_batch_answers_500_without_internals(make_settings: Callab
         assert "secret" not in failed.text
         assert "CUDA" not in failed.text
         assert (await client.post("/embed", json={"inputs": "fine again"})).status_code == 200
+        await _drained(engine)
+
+
+def _leaving_client(app: FastAPI, body: bytes, left: asyncio.Event) -> tuple[asyncio.Future[None], list[Any]]:
+    """POST ``body`` to /embed straight through ASGI; the client disconnects once ``left`` is set."""
+    sent: list[dict[str, Any]] = []
+    bodies = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if bodies:
+            return bodies.pop()
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "method": "POST",
+        "path": "/embed",
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+    return asyncio.ensure_future(app(scope, receive, send)), sent
+
+
+async def test_client_disconnect_drops_its_items_and_answers_499(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A client that goes away (http.disconnect from the server) while queued: its items never reach
+    the model, and the request is counted and logged with status 499."""
+    app = create_app(make_settings(cache="none"))
+    async for client in started_client(app):
+        engine, gated = _held(app)
+        blocker = asyncio.ensure_future(client.post("/embed", json={"inputs": "first"}))
+        await asyncio.to_thread(gated.entered.wait, 5)
+        left = asyncio.Event()
+        doomed, sent = _leaving_client(app, b'{"inputs": "zebra zebra"}', left)
+        await _until_depth(engine, 1, 1)
+        left.set()
+        await asyncio.wait_for(doomed, 5)
+        assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
+        gated.gate.set()
+        assert (await blocker).status_code == 200
+        zebra = engine.tokenizer.encode(["zebra"], truncate=True)[0].ids[1]
+        assert not any(zebra in row for batch in gated.batches for row in batch)
+        metrics = (await client.get("/metrics")).text
+        assert 'bertserve_requests_total{model="tiny-embed",route="/embed",status="499"} 1.0' in metrics
         await _drained(engine)
