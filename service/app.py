@@ -44,6 +44,8 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     tokenize_pool = ThreadPoolExecutor(settings.tokenizer_workers, thread_name_prefix="tokenize")
     cache = build_cache(settings, metrics)
     registry = ModelRegistry(settings, tokenize_pool, metrics, cache)
+    # Sampled at scrape time: the same answer as /ready (draining, wedged, saturated included).
+    metrics.ready.set_function(lambda: float(registry.readiness() is None))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,7 +137,6 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
         if loaded.drift is not None:
             metrics.model_drift.labels(name, "min").set(loaded.drift.min_cosine)
             metrics.model_drift.labels(name, "mean").set(loaded.drift.mean_cosine)
-    metrics.ready.set(1)
     logger.info("ready: %s", ", ".join(m.spec.name for m in registry.models))
 
 

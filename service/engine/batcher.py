@@ -51,6 +51,13 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
+        #: ``time.perf_counter()`` when the batch now inside the model started; None between batches.
+        self.batch_started: float | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the batcher thread is running."""
+        return self._thread.is_alive()
 
     def start(self) -> None:
         """Start the batcher thread."""
@@ -76,7 +83,7 @@ class Batcher:
         if not live:
             return
         inputs = self.tokenizer.collate([item.tokens for item in live])
-        started = time.perf_counter()
+        started = self.batch_started = time.perf_counter()
         try:
             rows = self.backend.forward(inputs)
         except Exception:  # a failing batch must fail its requests, not the thread
@@ -85,6 +92,8 @@ class Batcher:
             for request in {id(i.request): i.request for i in live}.values():
                 _finish(request, error)
             return
+        finally:
+            self.batch_started = None
         ended = time.perf_counter()
         if self.on_batch is not None:
             self.on_batch(

@@ -22,6 +22,7 @@ from service.cache.keys import RowScope
 from service.cache.tiers import ResultCache
 from service.engine.batcher import BatchStats
 from service.engine.cached import CachedRows
+from service.engine.health import HealthLimits, Unready, engine_problem
 from service.engine.model_engine import EngineConfig, ModelEngine
 from service.engine.queue import QueueLimits
 from service.errors import ModelNotFoundError, NotReadyError, WrongTaskError
@@ -68,12 +69,37 @@ class ModelRegistry:
         self._tokenize_pool = tokenize_pool
         self._models: dict[str, LoadedModel] = {}
         self._ready = threading.Event()
+        self._draining = False
+        self._health = HealthLimits(settings.ready_max_batch_s, settings.ready_saturated_s)
         self.failure: str | None = None
 
     @property
     def ready(self) -> bool:
         """Whether every model is loaded and warmed up."""
         return self._ready.is_set()
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is shutting down (set by :meth:`start_draining`)."""
+        return self._draining
+
+    def start_draining(self) -> None:
+        """From now on /ready answers 503, so that balancers stop routing here; requests are still served."""
+        self._draining = True
+
+    def readiness(self) -> Unready | None:
+        """Why this replica should get no new requests now (what /ready reports), or None when it should."""
+        if self.failure:
+            return Unready("load_failed", f"model loading failed: {self.failure}")
+        if not self.ready:
+            return Unready("not_ready", "models are still loading")
+        if self._draining:
+            return Unready("draining", "shutting down: finishing in-flight requests")
+        for loaded in self.models:
+            problem = engine_problem(loaded.engine, self._health)
+            if problem is not None:
+                return problem
+        return None
 
     @property
     def models(self) -> list[LoadedModel]:
@@ -190,6 +216,7 @@ class ModelRegistry:
             max_tokens=settings.max_queue_tokens,
             batch_tokens=settings.max_batch_tokens,
             batch_items=settings.max_batch_requests,
+            saturation=settings.ready_queue_fraction,
         )
         return EngineConfig(
             limits, settings.max_wait_ms / 1000, settings.request_timeout_s, settings.inline_tokenize_chars
