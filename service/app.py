@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -49,7 +48,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(settings.threads or os.cpu_count() or 1)
+        _torch_threads(settings.threads or os.cpu_count() or 1)
         # Fast checks first: a missing or malformed model folder stops start-up right here.
         await asyncio.to_thread(registry.validate)
         if cache is not None and cache.redis is not None and not await cache.redis.ping():
@@ -138,6 +137,15 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
             metrics.model_drift.labels(name, "min").set(loaded.drift.min_cosine)
             metrics.model_drift.labels(name, "mean").set(loaded.drift.mean_cosine)
     logger.info("ready: %s", ", ".join(m.spec.name for m in registry.models))
+
+
+def _torch_threads(threads: int) -> None:
+    """Size PyTorch's intra-op pool, when PyTorch is installed (the slim serving image runs without)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
 
 
 def _depth(queue: BatchQueue, field: int) -> float:

@@ -186,7 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bertserve`` console script."""
     argv = sys.argv[1:] if argv is None else argv
     training = argv[:1] == ["models"] and argv[1:2] != ["prepare"]
-    args = _build_parser(with_training=training).parse_args(argv)
+    try:
+        parser = _build_parser(with_training=training)
+    except ImportError as exc:  # a serving install: models.training or PyTorch is not there
+        print(
+            f"bertserve: `bertserve models` needs the training stack, not installed here ({exc}); "
+            "pip install 'bertserve[torch]'",
+            file=sys.stderr,
+        )
+        return 2
+    args = parser.parse_args(argv)
     try:
         if args.command == "serve":
             settings = settings_from_args(args)

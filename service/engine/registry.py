@@ -13,7 +13,7 @@ from pathlib import Path
 
 from models.runtime import builtins as defaults
 from models.runtime.contract import EncoderBackend
-from models.runtime.drift import Drift, check_floor, measure_drift
+from models.runtime.drift import Drift, OnnxReference, check_floor, measure_drift
 from models.runtime.errors import ModelError, ModelLoadError
 from models.runtime.factory import create_backend
 from models.runtime.folders import ModelDescription, describe_model, resolve_source
@@ -35,8 +35,13 @@ logger = logging.getLogger(__name__)
 def build_missing_builtin(source: str, home: Path) -> None:
     """Train a builtin model that is not built yet (minutes, once per home). The offline pipeline is
     imported here only, lazily: a server whose models are built never loads the training code."""
-    from models.training.builtins import build_builtin
-
+    try:
+        from models.training.builtins import build_builtin
+    except ImportError as exc:  # a serving install (the slim image): models are built where torch is
+        raise ModelLoadError(
+            f"{source} is not built in {home}, and building it needs the training stack "
+            "(pip install 'bertserve[torch]', or run `bertserve models prepare` where it is installed)"
+        ) from exc
     build_builtin(source, home, progress=True)
 
 
@@ -145,7 +150,8 @@ class ModelRegistry:
         description = self._describe(spec, progress=True)
         tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
         backend, runtime = self._backend(spec, description)
-        drift = measure_drift(description, backend, tokenizer, quantized_at_load=spec.quantize != "none")
+        onnx = OnnxReference(self._settings.home / "onnx", self._settings.threads or os.cpu_count() or 1)
+        drift = measure_drift(description, backend, tokenizer, spec.quantize != "none", onnx)
         if drift is not None:
             logger.info(
                 "model %s: drift against %s: min cosine %.4f, mean %.4f",
