@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -18,7 +17,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from models.runtime.errors import ModelError
 from service import __version__
 from service.cache.factory import build_cache
-from service.engine.queue import BatchQueue
 from service.engine.registry import ModelRegistry
 from service.http.auth import ApiKeyMiddleware, TokenBuckets
 from service.http.errors import install_error_handlers
@@ -43,8 +41,6 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     tokenize_pool = ThreadPoolExecutor(settings.tokenizer_workers, thread_name_prefix="tokenize")
     cache = build_cache(settings, metrics)
     registry = ModelRegistry(settings, tokenize_pool, metrics, cache)
-    # Sampled at scrape time: the same answer as /ready (draining, wedged, saturated included).
-    metrics.ready.set_function(lambda: float(registry.readiness() is None))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,7 +51,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
             logger.warning(
                 "redis cache tier at %s is down at start-up; serving without it", settings.redis_url
             )
-        loader = asyncio.create_task(_load_models(registry, metrics, on_fatal))
+        loader = asyncio.create_task(_load_models(registry, on_fatal))
         try:
             yield
         finally:
@@ -106,7 +102,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     return app
 
 
-async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: FatalHandler | None) -> None:
+async def _load_models(registry: ModelRegistry, on_fatal: FatalHandler | None) -> None:
     try:
         await _in_daemon_thread(registry.load_all)
     except Exception as exc:  # any failure here must surface, not die silently in a task
@@ -116,26 +112,6 @@ async def _load_models(registry: ModelRegistry, metrics: Metrics, on_fatal: Fata
         if on_fatal is not None:
             on_fatal(reason)
         return
-    for loaded in registry.models:
-        description = loaded.engine.description
-        name, queue = loaded.spec.name, loaded.engine.queue
-        metrics.model_load_seconds.labels(name).set(loaded.load_seconds)
-        metrics.queue_depth.labels(name).set_function(functools.partial(_depth, queue, 1))
-        metrics.in_flight.labels(name).set_function(functools.partial(_depth, queue, 0))
-        metrics.model_info.labels(loaded.spec.name).info(
-            {
-                "source": loaded.spec.source,
-                "fingerprint": description.fingerprint,
-                "task": description.task,
-                "variant": (description.variant or {}).get("recipe", "base"),
-                "runtime": loaded.runtime,
-                "device": loaded.device,
-                "dtype": loaded.dtype,
-            }
-        )
-        if loaded.drift is not None:
-            metrics.model_drift.labels(name, "min").set(loaded.drift.min_cosine)
-            metrics.model_drift.labels(name, "mean").set(loaded.drift.mean_cosine)
     logger.info("ready: %s", ", ".join(m.spec.name for m in registry.models))
 
 
@@ -146,10 +122,6 @@ def _torch_threads(threads: int) -> None:
     except ImportError:
         return
     torch.set_num_threads(threads)
-
-
-def _depth(queue: BatchQueue, field: int) -> float:
-    return float(queue.depth[field])
 
 
 async def _in_daemon_thread(work: Callable[[], None]) -> None:

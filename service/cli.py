@@ -83,12 +83,15 @@ def serve(settings: Settings) -> int:
     from fastapi import FastAPI
 
     from service.app import create_app
+    from service.engine.loader import ModelLoader
     from service.engine.registry import ModelRegistry
     from service.shutdown import DrainingServer
 
     try:  # fail before binding the port, with one line naming the model and the problem
         with ThreadPoolExecutor(1) as pool:
-            ModelRegistry(settings, pool).validate()
+            loader = ModelLoader(settings, pool)
+            for spec in settings.models:
+                loader.check(spec)
     except ModelError as exc:
         print(f"bertserve: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -136,23 +139,26 @@ def serve(settings: Settings) -> int:
 def prepare(settings: Settings) -> int:
     """Resolve every configured model into ``settings.home``: build the builtin classifier when it was
     never built, export the ONNX graphs, so that a later ``serve`` (an image, a volume) starts in seconds."""
-    from service.engine.registry import ModelRegistry
+    from service.engine.loader import LoadedModel, ModelLoader
 
+    loaded: list[LoadedModel] = []
     with ThreadPoolExecutor(1) as pool:
-        registry = ModelRegistry(settings.model_copy(update={"warmup": False}), pool)
+        loader = ModelLoader(settings.model_copy(update={"warmup": False}), pool)
         try:
-            registry.load_all()
+            for spec in settings.models:
+                loaded.append(loader.load(spec))
         finally:
-            registry.close()
-    for loaded in registry.models:
+            for model in loaded:
+                model.engine.close()
+    for model in loaded:
         print(
             json.dumps(
                 {
-                    "model": loaded.spec.name,
-                    "path": str(loaded.engine.description.path),
-                    "runtime": loaded.runtime,
-                    "device": loaded.device,
-                    "seconds": round(loaded.load_seconds, 1),
+                    "model": model.spec.name,
+                    "path": str(model.engine.description.path),
+                    "runtime": model.runtime,
+                    "device": model.device,
+                    "seconds": round(model.load_seconds, 1),
                 }
             )
         )

@@ -32,7 +32,7 @@ class CachedRows:
     ) -> None:
         self.cache = cache
         self.scope = scope
-        self._on_join = on_join
+        self.on_join = on_join
         self._inflight: dict[str, asyncio.Future[CachedRow]] = {}
 
     async def rows(self, texts: list[str], direction: str, compute: Compute) -> tuple[np.ndarray, Usage]:
@@ -46,8 +46,8 @@ class CachedRows:
         if mine:
             usage = await self._lead(mine, text_of, found, compute)
         if waiting:
-            if self._on_join is not None:
-                self._on_join(len(waiting))
+            if self.on_join is not None:
+                self.on_join(len(waiting))
             retry = await self._follow(waiting, found)
             if retry:
                 usage = usage.merged(await self._compute_into(retry, text_of, found, compute))

@@ -1,61 +1,23 @@
-"""The set of served models: validated at start-up, loaded in the background, looked up per request."""
+"""The registry: the set of served models, looked up per request, with their readiness and failure.
+
+Loading one model (spec -> engine) is the loader's job (:mod:`service.engine.loader`); connecting metrics
+is :mod:`service.engine.instruments`'. The registry runs them in configuration order and holds the result.
+"""
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from pathlib import Path
 
-from models.runtime import builtins as defaults
-from models.runtime.contract import EncoderBackend
-from models.runtime.drift import Drift, OnnxReference, check_floor, measure_drift
-from models.runtime.errors import ModelError, ModelLoadError
-from models.runtime.factory import create_backend
-from models.runtime.folders import ModelDescription, describe_model, resolve_source
-from models.runtime.tokenization import TextTokenizer
-from service.cache.keys import RowScope
+from models.runtime.errors import ModelError
 from service.cache.tiers import ResultCache
-from service.engine.batcher import BatchStats
-from service.engine.cached import CachedRows
 from service.engine.health import HealthLimits, Unready, engine_problem
-from service.engine.model_engine import EngineConfig, ModelEngine
-from service.engine.queue import QueueLimits
+from service.engine.instruments import EngineMetrics
+from service.engine.loader import LoadedModel, ModelLoader
+from service.engine.model_engine import ModelEngine
 from service.errors import ModelNotFoundError, NotReadyError, WrongTaskError
 from service.metrics import Metrics
-from service.settings import ModelSpec, Settings
-
-logger = logging.getLogger(__name__)
-
-
-def build_missing_builtin(source: str, home: Path) -> None:
-    """Train a builtin model that is not built yet (minutes, once per home). The offline pipeline is
-    imported here only, lazily: a server whose models are built never loads the training code."""
-    try:
-        from models.training.builtins import build_builtin
-    except ImportError as exc:  # a serving install (the slim image): models are built where torch is
-        raise ModelLoadError(
-            f"{source} is not built in {home}, and building it needs the training stack "
-            "(pip install 'bertserve[torch]', or run `bertserve models prepare` where it is installed)"
-        ) from exc
-    build_builtin(source, home, progress=True)
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A served model with what /info reports about it."""
-
-    spec: ModelSpec
-    engine: ModelEngine
-    device: str
-    runtime: str
-    dtype: str
-    load_seconds: float
-    drift: Drift | None
+from service.settings import Settings
 
 
 class ModelRegistry:
@@ -69,9 +31,8 @@ class ModelRegistry:
         cache: ResultCache | None = None,
     ) -> None:
         self._settings = settings
-        self._metrics = metrics
-        self._cache = cache
-        self._tokenize_pool = tokenize_pool
+        self._loader = ModelLoader(settings, tokenize_pool, cache)
+        self._metrics = EngineMetrics(metrics) if metrics is not None else None
         self._models: dict[str, LoadedModel] = {}
         self._ready = threading.Event()
         self._draining = False
@@ -114,134 +75,22 @@ class ModelRegistry:
     def validate(self) -> None:
         """Cheap start-up checks of every model folder, so that a bad one fails fast and clearly."""
         for spec in self._settings.models:
-            if defaults.builtin_needs_build(spec.source, self._settings.home):
-                continue  # built (minutes) in the background load
-            self._describe(spec, progress=False)
+            self._loader.check(spec)
 
     def load_all(self) -> None:
         """Load and warm up every model (blocking; run in a thread). Sets ``failure`` on error."""
         try:
             for spec in self._settings.models:
-                self._models[spec.name] = self._load(spec)
+                loaded = self._loader.load(spec)
+                self._models[spec.name] = loaded
+                if self._metrics is not None:
+                    self._metrics.connect(loaded)
         except ModelError as exc:
             self.failure = str(exc)
             raise
+        if self._metrics is not None:
+            self._metrics.ready(lambda: self.readiness() is None)
         self._ready.set()
-
-    def _describe(self, spec: ModelSpec, progress: bool) -> ModelDescription:
-        try:
-            if defaults.is_builtin(spec.source):
-                if progress and defaults.builtin_needs_build(spec.source, self._settings.home):
-                    build_missing_builtin(spec.source, self._settings.home)
-                path = defaults.resolve_builtin(spec.source, self._settings.home)
-            else:
-                path = resolve_source(spec.source, spec.revision)
-            return describe_model(
-                path,
-                task=None if spec.task == "auto" else spec.task,
-                pooling=None if spec.pooling == "auto" else spec.pooling,
-                max_tokens=spec.max_input_tokens,
-            )
-        except ModelLoadError as exc:
-            raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
-
-    def _load(self, spec: ModelSpec) -> LoadedModel:
-        started = time.perf_counter()
-        description = self._describe(spec, progress=True)
-        tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
-        backend, runtime = self._backend(spec, description)
-        onnx = OnnxReference(self._settings.home / "onnx", self._settings.threads or os.cpu_count() or 1)
-        drift = measure_drift(description, backend, tokenizer, spec.quantize != "none", onnx)
-        if drift is not None:
-            logger.info(
-                "model %s: drift against %s: min cosine %.4f, mean %.4f",
-                spec.name,
-                drift.reference,
-                drift.min_cosine,
-                drift.mean_cosine,
-            )
-        check_floor(spec.name, drift, spec.min_cosine)
-        engine = ModelEngine(
-            spec.name,
-            description,
-            tokenizer,
-            backend,
-            self._engine_config(),
-            self._tokenize_pool,
-            on_batch=self._batch_observer(spec.name),
-            cached=self._cached_rows(spec, description, runtime),
-        )
-        if self._settings.warmup:
-            engine.warm_up()
-        engine.start()
-        seconds = time.perf_counter() - started
-        logger.info(
-            "model %s loaded (%s, %s %s on %s) in %.1f s",
-            spec.name,
-            description.task,
-            runtime,
-            backend.dtype,
-            backend.device,
-            seconds,
-        )
-        return LoadedModel(spec, engine, backend.device, runtime, backend.dtype, seconds, drift)
-
-    def _backend(self, spec: ModelSpec, description: ModelDescription) -> tuple[EncoderBackend, str]:
-        threads = self._settings.threads or os.cpu_count() or 1
-        try:
-            return create_backend(
-                description,
-                spec.runtime,
-                spec.device,
-                spec.dtype,
-                spec.quantize,
-                self._settings.home / "onnx",
-                threads,
-            )
-        except ModelLoadError as exc:
-            raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
-
-    def _cached_rows(self, spec: ModelSpec, description: ModelDescription, runtime: str) -> CachedRows | None:
-        if self._cache is None:
-            return None
-        scope = RowScope(
-            fingerprint=description.fingerprint,
-            runtime=runtime,
-            dtype=spec.dtype if spec.quantize == "none" else spec.quantize,
-            task=description.task,
-            pooling=description.pooling,
-            max_tokens=description.max_input_tokens,
-        )
-        on_join = self._metrics.cache_joins.inc if self._metrics is not None else None
-        return CachedRows(self._cache, scope, on_join)
-
-    def _engine_config(self) -> EngineConfig:
-        settings = self._settings
-        limits = QueueLimits(
-            max_requests=settings.max_concurrent_requests,
-            max_tokens=settings.max_queue_tokens,
-            batch_tokens=settings.max_batch_tokens,
-            batch_items=settings.max_batch_requests,
-            saturation=settings.ready_queue_fraction,
-        )
-        return EngineConfig(
-            limits, settings.max_wait_ms / 1000, settings.request_timeout_s, settings.inline_tokenize_chars
-        )
-
-    def _batch_observer(self, model: str) -> Callable[[BatchStats], None] | None:
-        metrics = self._metrics
-        if metrics is None:
-            return None
-        size, tokens = metrics.batch_size.labels(model), metrics.batch_tokens.labels(model)
-        padding, seconds = metrics.padding_ratio.labels(model), metrics.batch_duration.labels(model)
-
-        def observe(stats: BatchStats) -> None:
-            size.observe(stats.items)
-            tokens.observe(stats.padded_tokens)
-            padding.observe(1 - stats.tokens / stats.padded_tokens)
-            seconds.observe(stats.seconds)
-
-        return observe
 
     def get(self, name: str | None, task: str) -> ModelEngine:
         """The engine for ``name``, or the first model of ``task`` when no name is given."""
