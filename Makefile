@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, from the constraint, so that nothing later can pull a CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) torch
-	$(PIP) -e .
+	$(PIP) -e '.[torch]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
