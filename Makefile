@@ -42,6 +42,7 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check service models tests benchmarks tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile docker/smoke/*.Dockerfile
 
 ## Container smoke test with podman (not part of `make test`; needs root, podman, runc, debootstrap:

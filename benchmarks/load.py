@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from benchmarks.common import (
 )
 from models.runtime.builtins import default_home, minilm_path
 from models.runtime.contract import EncoderBackend
+from models.runtime.devices import default_threads
 from models.runtime.factory import cached_graph
 from models.runtime.folders import describe_model
 from models.runtime.onnx import OnnxBackend
@@ -46,7 +46,7 @@ INFINITY = Path("~/.cache/peers/infinity/bin/infinity_emb").expanduser()
 
 def in_process_baseline(sentences: list[str], runtime: str) -> tuple[list[tuple[int, float]], float, float]:
     """Sentences/s per batch size (length-sorted batches), p50 ms of one sentence, mean tokens."""
-    threads = os.cpu_count() or 1
+    threads = default_threads()
     torch.set_num_threads(threads)
     description = describe_model(minilm_path())
     tokenizer = TextTokenizer.from_folder(minilm_path(), description.max_input_tokens)

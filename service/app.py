@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +43,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _torch_threads(settings.threads or os.cpu_count() or 1)
+        _torch_threads(settings.inference_threads)
         # Fast checks first: a missing or malformed model folder stops start-up right here.
         await asyncio.to_thread(registry.validate)
         if cache is not None and cache.redis is not None and not await cache.redis.ping():

@@ -15,9 +15,8 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.runtime import builtins as defaults
-
-TaskSetting = Literal["auto", "embed", "classify"]
-PoolingSetting = Literal["auto", "mean", "cls"]
+from models.runtime.devices import default_threads
+from models.runtime.types import DEVICE_PATTERN, DType, PoolingChoice, Quantize, Runtime, TaskChoice
 
 
 def _default_home() -> Path:
@@ -36,22 +35,22 @@ class ModelSpec(BaseModel):
     source: str = Field(
         description="Local folder, hub id (org/name), or builtin:all-minilm-l6-v2 / builtin:minilm-sentiment."
     )
-    task: TaskSetting = Field("auto", description="embed, classify, or auto (from config.json).")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N.")
-    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="Weights dtype.")
-    runtime: Literal["auto", "torch", "onnx"] = Field(
+    task: TaskChoice = Field("auto", description="embed, classify, or auto (from config.json).")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda or cuda:N.")
+    dtype: DType = Field("float32", description="Weights dtype.")
+    runtime: Runtime = Field(
         "auto",
         description="torch (CPU/CUDA, any dtype) or onnx (ONNX Runtime, CPU float32); auto picks onnx "
         "for float32 on CPU when onnxruntime is installed, else torch.",
     )
-    pooling: PoolingSetting = Field(
+    pooling: PoolingChoice = Field(
         "auto", description="mean or cls; auto reads 1_Pooling/config.json, else cls."
     )
     max_input_tokens: int | None = Field(
         None, ge=2, description="Lower the model's own token limit (never raise it)."
     )
     revision: str | None = Field(None, description="Hub revision, for hub ids only.")
-    quantize: Literal["none", "int8"] = Field(
+    quantize: Quantize = Field(
         "none",
         description="Quantize at load time: int8 runs the model's ONNX graph with per-channel int8 weights "
         "(CPU, runtime auto or onnx; built once per model, cached under home).",
@@ -224,6 +223,11 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"api_keys_file {value} does not exist")
         return value
+
+    @property
+    def inference_threads(self) -> int:
+        """``threads``, with 0 resolved to the runtime's one default (a thread per core)."""
+        return self.threads or default_threads()
 
     def load_api_keys(self) -> list[bytes]:
         """Every configured key, from the environment and from the keys file."""

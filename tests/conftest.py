@@ -21,6 +21,22 @@ hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
+#: Every test carries exactly one of these (a module-level ``pytestmark``): ``-m`` selects by them.
+TEST_LEVELS = ("unit", "integration", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects: an unmarked test must not vanish silently
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse to run when a collected test has no level marker, or more than one."""
+    wrong = sorted({item.nodeid.split("::")[0] for item in items if len(_levels(item)) != 1})
+    if wrong:
+        raise pytest.UsageError(f"tests need exactly one marker of {TEST_LEVELS} (pytestmark): {wrong}")
+
+
+def _levels(item: pytest.Item) -> set[str]:
+    return {mark.name for mark in item.iter_markers()} & set(TEST_LEVELS)
+
+
 TINY = {
     "hidden_size": 32,
     "num_hidden_layers": 2,

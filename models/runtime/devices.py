@@ -3,6 +3,8 @@ install (ONNX Runtime, no PyTorch) resolves ``auto`` and ``cpu`` without importi
 
 from __future__ import annotations
 
+import os
+
 from models.runtime.errors import ModelLoadError
 
 
@@ -31,3 +33,9 @@ def resolve_device(device: str) -> str:
     if device != "cpu":
         raise ModelLoadError(f"unknown device {device!r} (auto, cpu, cuda, cuda:N)")
     return device
+
+
+def default_threads() -> int:
+    """Threads for inference and training when none are configured: one per core. The one definition,
+    used by the service's settings, the backends and every training step."""
+    return os.cpu_count() or 1

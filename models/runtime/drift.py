@@ -1,4 +1,4 @@
-"""How far a served variant's outputs are from its base model's, checked at warm-up.
+"""How far a served variant's outputs are from its base model's, checked at start-up (warm-up or not).
 
 A quantized, pruned or distilled variant is only as good as its distance from the model it replaces.
 At start-up, when the base is available, both run the built-in sample (:mod:`models.runtime.sample`) and the

@@ -17,9 +17,9 @@ from models.runtime.errors import ModelError
 from models.runtime.tokenization import TextTokenizer, TokenizedText
 
 
-def length_sorted_chunks(items: Sequence[TokenizedText], batch_size: int) -> list[list[int]]:
-    """Indices of ``items`` grouped into batches of at most ``batch_size``, shortest first."""
-    order = sorted(range(len(items)), key=lambda i: items[i].tokens)
+def length_sorted_chunks(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices of inputs with these token ``lengths`` in batches of at most ``batch_size``, shortest first."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
@@ -37,7 +37,7 @@ def encoded_rows(
     if not items:
         raise ModelError("no inputs to run the model on")
     rows: np.ndarray | None = None
-    chunks = length_sorted_chunks(items, batch_size)
+    chunks = length_sorted_chunks([item.tokens for item in items], batch_size)
     for chunk in tqdm(chunks, desc=progress, disable=progress is None, unit="batch"):
         out = backend.forward(tokenizer.collate([items[i] for i in chunk]))
         if rows is None:

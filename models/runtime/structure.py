@@ -122,11 +122,6 @@ def structure_from_json(entry: Any) -> list[LayerShape]:
     return shapes
 
 
-def parameter_count(model: torch.nn.Module) -> int:
-    """Number of parameters (weights and biases) of ``model``."""
-    return sum(parameter.numel() for parameter in model.parameters())
-
-
 def pruned_structure(model: Any) -> list[LayerShape] | None:
     """The per-layer shapes when any layer differs from the config (a pruned model), else None."""
     shapes = layer_shapes(model)

@@ -40,13 +40,20 @@ class TorchBackend:
     def forward(self, batch: ModelInputs) -> np.ndarray:
         """Run the model on ``batch`` under ``torch.inference_mode``."""
         with torch.inference_mode():
-            ids = torch.from_numpy(batch.input_ids).to(self.device)
-            mask = torch.from_numpy(batch.attention_mask).to(self.device)
-            kwargs = {"input_ids": ids, "attention_mask": mask}
-            if self._uses_token_types:
-                kwargs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(self.device)
+            kwargs = module_inputs(batch, self._uses_token_types, self.device)
             rows = module_rows(self.model, self.description.task, self.description.pooling, kwargs)
             return rows.float().cpu().numpy()
+
+
+def module_inputs(batch: ModelInputs, token_types: bool, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A padded batch as the keyword tensors a transformers module takes (token types only if it does)."""
+    inputs = {
+        "input_ids": torch.from_numpy(batch.input_ids).to(device),
+        "attention_mask": torch.from_numpy(batch.attention_mask).to(device),
+    }
+    if token_types:
+        inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids).to(device)
+    return inputs
 
 
 def module_rows(

@@ -32,7 +32,7 @@ def _model(source: str, home: Path) -> Path:
 
 
 def _distill_config(args: argparse.Namespace) -> Any:
-    from models.training.loop import DistillConfig
+    from models.training.distillation import DistillConfig
 
     config = DistillConfig()
     for name in (

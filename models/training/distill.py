@@ -18,9 +18,16 @@ from models.runtime.folders import ModelDescription, describe_model
 from models.runtime.structure import encoder_layers, pruned_structure
 from models.runtime.tokenization import TextTokenizer, TokenizedText
 from models.runtime.torch_backend import load_module
+from models.training.distillation import (
+    DistillConfig,
+    distill_train,
+    teacher_backend,
+    teacher_rows,
+    unlabeled_texts,
+)
 from models.training.errors import TrainingError
-from models.training.loop import DistillConfig, distill_train, teacher_backend, teacher_rows, unlabeled_texts
-from models.training.variant import copy_model_files, publishing, save_torch_weights, write_manifest
+from models.training.loop import check_target, publishing
+from models.training.variant import copy_model_files, save_torch_weights, write_manifest
 
 
 def spread_layers(total: int, keep: int) -> list[int]:
@@ -80,6 +87,7 @@ def distill(
 ) -> dict[str, Any]:
     """Distill ``base_path`` into a student with ``layers`` (a count or explicit indices) at ``out``."""
     config = config or DistillConfig()
+    check_target(out, overwrite)  # before minutes of work, not after
     base = describe_model(base_path)
     tokenizer, items = training_items(base, home, config)
     targets = teacher_rows(teacher_backend(base, home, config.threads), tokenizer, items, progress)

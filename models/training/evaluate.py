@@ -13,7 +13,6 @@ int8), on the same real sentences:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +23,10 @@ import numpy as np
 from tqdm import tqdm
 
 from models.runtime.contract import EncoderBackend
+from models.runtime.devices import default_threads
 from models.runtime.factory import create_backend
 from models.runtime.folders import ModelDescription, describe_model
+from models.runtime.inference import text_rows
 from models.runtime.postprocess import comparable, cosine_drift
 from models.runtime.tokenization import TextTokenizer
 from models.training.data import SENTIMENT_LABELS, load_sts, sentiment_splits
@@ -50,21 +51,6 @@ def load_candidate(name: str, path: Path, home: Path, threads: int) -> Candidate
     backend, runtime = create_backend(description, "auto", "cpu", "float32", "none", home / "onnx", threads)
     tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
     return Candidate(name, description, backend, runtime, tokenizer)
-
-
-def model_outputs(candidate: Candidate, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-    """Rows for ``texts`` in their order (computed in length-sorted batches)."""
-    items = candidate.tokenizer.encode(list(texts), truncate=True)
-    order = sorted(range(len(items)), key=lambda i: items[i].tokens)
-    rows: np.ndarray | None = None
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        out = candidate.backend.forward(candidate.tokenizer.collate([items[i] for i in chunk]))
-        if rows is None:
-            rows = np.empty((len(items), out.shape[-1]), dtype=np.float32)
-        rows[chunk] = out
-    assert rows is not None
-    return rows
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -92,10 +78,10 @@ def quality(candidate: Candidate, home: Path) -> tuple[dict[str, float], np.ndar
     """The task figure, and the rows the cosine-to-base comparison uses (STS-B test sentences)."""
     pairs = load_sts("test", home)
     sentences = sorted({text for pair in pairs for text in (pair.sentence1, pair.sentence2)})
-    rows = model_outputs(candidate, sentences)
+    rows = text_rows(candidate.backend, candidate.tokenizer, sentences)
     if candidate.description.task == "classify":
         _, heldout = sentiment_splits(home)
-        logits = model_outputs(candidate, [example.text for example in heldout])
+        logits = text_rows(candidate.backend, candidate.tokenizer, [example.text for example in heldout])
         labels = list(candidate.description.labels)
         named = set(labels) == set(SENTIMENT_LABELS)
         # The model's class indices, mapped to the data's label order when it names the same labels.
@@ -171,7 +157,7 @@ def evaluate(
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Quality and speed of ``base`` and each variant (name -> folder), measured in one run."""
-    threads = threads or os.cpu_count() or 1
+    threads = threads or default_threads()
     candidates = [load_candidate("base", base, home, threads)]
     candidates += [load_candidate(name, path, home, threads) for name, path in variants.items()]
     results: dict[str, dict[str, Any]] = {}

@@ -12,30 +12,26 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import random
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import transformers
-from tqdm import tqdm
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    get_linear_schedule_with_warmup,
 )
 from transformers.utils import logging as hf_logging
 
 from models.runtime.errors import ModelLoadError
+from models.runtime.inference import length_sorted_chunks
+from models.training import loop
 from models.training.data import SENTIMENT_LABELS, LabeledText, sentiment_splits
 from models.training.errors import TrainingError
 
@@ -43,53 +39,25 @@ FINETUNE_METADATA = "finetune.json"
 """Name of the metadata file written next to the fine-tuned weights."""
 
 
-def _default_threads() -> int:
-    return os.cpu_count() or 1
-
-
 @dataclass
-class FinetuneConfig:
-    """Hyper-parameters of :func:`finetune_classifier`.
+class FinetuneConfig(loop.TrainingConfig):
+    """Hyper-parameters of :func:`finetune_classifier`: the shared ones (:class:`~models.training.loop.
+    TrainingConfig`; reviews are ~27 tokens on average, so 64 cut few) and the data's.
 
     Attributes:
-        epochs: Passes over the (possibly capped) training set.
-        learning_rate: Peak AdamW learning rate, reached after warm-up.
-        warmup_ratio: Fraction of optimizer steps spent in linear warm-up;
-            the rest decays linearly to zero.
-        weight_decay: AdamW weight decay (not applied to biases and LayerNorm).
-        batch_size: Examples per forward/backward pass.
-        grad_accumulation: Passes accumulated per optimizer step; the effective
-            batch is ``batch_size * grad_accumulation``.
-        max_length: Token truncation length (reviews are ~27 tokens on average).
-        seed: Seed for torch, numpy, random, head init, dropout and batch order.
         max_train_examples: Optional cap on training examples (first N of the
             shuffled training split); ``None`` uses all of them.
-        threads: ``torch.set_num_threads`` during the run (default: all cores).
-        eval_batch_size: Batch size used to score the held-out split.
+        eval_batch_size: Batch size used to score the held-out split (in float32).
         split_seed: Seed of :func:`models.training.data.sentiment_splits`.
         heldout_fraction: Held-out fraction of :func:`models.training.data.sentiment_splits`.
-        bf16: Run training forward passes under bfloat16 autocast (weights and
-            optimizer stay float32; evaluation is float32).  ``None`` = only on
-            CPUs with native bf16 (AVX512-BF16 / AMX), where it is ~2x faster.
-        freeze_embeddings: Keep the word-embedding matrix (about half of
-            MiniLM's parameters) frozen, which saves optimizer time.
     """
 
-    epochs: int = 1
     learning_rate: float = 8e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    batch_size: int = 32
-    grad_accumulation: int = 1
     max_length: int = 64
-    seed: int = 13
     max_train_examples: int | None = None
-    threads: int = field(default_factory=_default_threads)
     eval_batch_size: int = 128
     split_seed: int = 13
     heldout_fraction: float = 0.1
-    bf16: bool | None = None
-    freeze_embeddings: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,33 +85,6 @@ def _validate(config: FinetuneConfig) -> None:
     bad += [name for name, ok in checks.items() if not ok]
     if bad:
         raise TrainingError(f"invalid FinetuneConfig fields: {', '.join(bad)}")
-
-
-def native_bf16_available() -> bool:
-    """Whether this CPU has native bfloat16 matmuls (AVX512-BF16 or AMX)."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
-
-
-def set_seed(seed: int) -> None:
-    """Seed ``random``, ``numpy`` and ``torch`` for a reproducible run."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Group example indices into batches of similar token length.
-
-    Indices are sorted by length (ties broken randomly), cut into batches of
-    ``batch_size`` and the batch order is shuffled with ``rng``, so padding stays
-    minimal while the order of batches is still random and reproducible.
-    """
-    keys = [(length, rng.random(), i) for i, length in enumerate(lengths)]
-    order = [i for _, _, i in sorted(keys)]
-    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-    rng.shuffle(batches)
-    return batches
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[list[int]]:
@@ -180,11 +121,9 @@ def evaluate_accuracy(
     model.eval()
     ids = _encode(tokenizer, [e.text for e in examples], max_length)
     pad_id = int(tokenizer.pad_token_id or 0)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     correct = 0
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in length_sorted_chunks([len(x) for x in ids], batch_size):
             input_ids, mask = _collate([ids[i] for i in chunk], pad_id)
             logits = model(input_ids=input_ids, attention_mask=mask).logits
             predicted = logits.argmax(dim=-1).tolist()
@@ -210,16 +149,6 @@ def _load_base(base_dir: Path) -> tuple[PreTrainedTokenizerBase, PreTrainedModel
     return tokenizer, model
 
 
-def _make_optimizer(model: torch.nn.Module, config: FinetuneConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only (not biases / LayerNorm)."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    plain = [p for n, p in params if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n]
-    plain_ids = {id(p) for p in plain}
-    decay = [p for _, p in params if id(p) not in plain_ids]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": plain, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.learning_rate)
-
-
 def _train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -227,60 +156,23 @@ def _train(
     config: FinetuneConfig,
     progress: bool,
 ) -> float:
-    """Run the training loop; returns the mean loss of the last epoch."""
+    """Run the shared training loop; returns the mean loss of the last epoch."""
     ids = _encode(tokenizer, [e.text for e in train], config.max_length)
     labels = torch.tensor([e.label for e in train], dtype=torch.long)
-    lengths = [len(x) for x in ids]
-    batches_per_epoch = math.ceil(len(train) / config.batch_size)
-    total_steps = math.ceil(batches_per_epoch / config.grad_accumulation) * config.epochs
-    optimizer = _make_optimizer(model, config)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(config.warmup_ratio * total_steps), total_steps
-    )
-    rng = random.Random(config.seed)
     pad_id = int(tokenizer.pad_token_id or 0)
-    bf16 = bool(config.bf16)
-    model.train()
-    epoch_loss = float("nan")
-    with tqdm(total=total_steps, desc="finetune", unit="step", disable=not progress) as bar:
-        for _ in range(config.epochs):
-            batches = length_bucketed_batches(lengths, config.batch_size, rng)
-            acc = config.grad_accumulation
-            losses: list[float] = []
-            for group in (batches[s : s + acc] for s in range(0, len(batches), acc)):
-                loss = _accumulate_step(model, (ids, labels), group, pad_id, bf16)
-                if not math.isfinite(loss):
-                    raise TrainingError(f"training diverged: loss is {loss}")
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss)
-                bar.update(1)
-                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
-            epoch_loss = sum(losses) / len(losses)
-    return epoch_loss
 
-
-def _accumulate_step(
-    model: PreTrainedModel,
-    data: tuple[Sequence[Sequence[int]], torch.Tensor],
-    group: list[list[int]],
-    pad_id: int,
-    bf16: bool,
-) -> float:
-    """Forward/backward every batch of ``group``; gradients are example-weighted."""
-    ids, labels = data
-    n_examples = sum(len(batch) for batch in group)
-    total = 0.0
-    for batch in group:
+    def forward(batch: list[int]) -> torch.Tensor:
         input_ids, mask = _collate([ids[i] for i in batch], pad_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(input_ids=input_ids, attention_mask=mask, labels=labels[batch])
-        loss = out.loss * (len(batch) / n_examples)
-        loss.backward()
-        total += float(loss.detach())
-    return total
+        # The model computes the cross-entropy itself, inside the autocast block.
+        loss: torch.Tensor = model(input_ids=input_ids, attention_mask=mask, labels=labels[batch]).loss
+        return loss
+
+    losses = loop.train(
+        model, [len(x) for x in ids], forward, config, progress="finetune" if progress else None
+    )
+    per_epoch = math.ceil(math.ceil(len(train) / config.batch_size) / config.grad_accumulation)
+    last_epoch = losses[-per_epoch:]
+    return sum(last_epoch) / len(last_epoch)
 
 
 def _resolve_examples(
@@ -320,20 +212,6 @@ def _transformers_progress(enabled: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _publish(tmp_dir: Path, out_dir: Path, overwrite: bool) -> None:
-    """Rename ``tmp_dir`` to ``out_dir``; an existing one is moved aside (if ``overwrite``)."""
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    try:
-        if out_dir.exists():
-            if not overwrite:
-                raise TrainingError(f"{out_dir} already exists (pass overwrite=True)")
-            out_dir.rename(old)
-        tmp_dir.rename(out_dir)
-    except OSError as exc:
-        raise TrainingError(f"cannot move the trained model to {out_dir}: {exc}") from exc
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _train_and_save(
     base_dir: Path,
     tmp_dir: Path,
@@ -347,15 +225,11 @@ def _train_and_save(
     Returns ``(heldout_accuracy, seconds since start)``.
     """
     train_set, heldout_set = examples
-    config = replace(config, bf16=native_bf16_available() if config.bf16 is None else config.bf16)
-    set_seed(config.seed)
+    config = replace(config, bf16=loop.use_bf16(config.bf16))
+    loop.set_seed(config.seed)  # before the new head is initialised
     tokenizer, model = _load_base(base_dir)
-    if config.freeze_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
     loss = _train(model, tokenizer, train_set, config, progress)
     accuracy = evaluate_accuracy(model, tokenizer, heldout_set, config.eval_batch_size, config.max_length)
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
     # transformers 5 always writes safetensors; the flag keeps 4.x doing the same.
     model.save_pretrained(tmp_dir, safe_serialization=True)
     tokenizer.save_pretrained(tmp_dir)
@@ -401,19 +275,13 @@ def finetune_classifier(
     """
     start = time.perf_counter()
     _validate(config)
-    if out_dir.exists() and not overwrite:
-        raise TrainingError(f"{out_dir} already exists (pass overwrite=True)")
+    loop.check_target(out_dir, overwrite)
     train_set, heldout_set = _resolve_examples(home, config, train, heldout)
-    previous_threads = torch.get_num_threads()
-    tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    try:
-        torch.set_num_threads(config.threads)
-        with _transformers_progress(progress):
-            accuracy, seconds = _train_and_save(
-                base_dir, tmp_dir, config, (train_set, heldout_set), progress, start
-            )
-        _publish(tmp_dir, out_dir, overwrite)
-    finally:
-        torch.set_num_threads(previous_threads)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    examples = (train_set, heldout_set)
+    with (
+        loop.torch_threads(config.threads),
+        _transformers_progress(progress),
+        loop.publishing(out_dir, overwrite) as scratch,
+    ):
+        accuracy, seconds = _train_and_save(base_dir, scratch, config, examples, progress, start)
     return FinetuneResult(out_dir, accuracy, len(train_set), len(heldout_set), seconds)

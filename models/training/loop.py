@@ -1,254 +1,242 @@
-"""Knowledge distillation: train a student encoder to reproduce its teacher's outputs on unlabeled text.
+"""The one training loop, shared by fine-tuning (:mod:`models.training.finetune`) and distillation
+(:mod:`models.training.distillation`), and the one way a trained folder is published.
 
-Used by the ``distill`` recipe (a student with fewer layers) and as the recovery step of ``prune`` (the
-pruned model learns back from the unpruned one). Embedding models match the teacher's pooled embeddings
-(MSE plus a cosine term: MSE fixes the scale, cosine the direction that similarity search uses);
-classifiers match its logits (KL divergence at a temperature, Hinton et al. 2015). The teacher's outputs
-are computed once, in float32; the student trains in length-bucketed batches (little padding) under
-bfloat16 autocast on CPUs with native bf16, with AdamW, linear warm-up and decay, gradient accumulation
-and a fixed seed.
+The loop owns what both need the same: length-bucketed batches in a seeded random order, AdamW with the
+standard parameter groups (no weight decay on biases and LayerNorm weights), linear warm-up then linear
+decay to zero, bfloat16 autocast on CPUs with native bf16, gradient accumulation weighted by examples,
+gradient clipping, the torch thread count, and a divergence check. The caller supplies the forward pass
+and, optionally, the loss over its output.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
 
-from models.runtime.contract import EncoderBackend
-from models.runtime.folders import ModelDescription
-from models.runtime.pooling import pool
-from models.runtime.tokenization import TextTokenizer, TokenizedText
-from models.training.data import load_sts, sentiment_splits
+from models.runtime.devices import default_threads
 from models.training.errors import TrainingError
-from models.training.finetune import length_bucketed_batches, native_bf16_available, set_seed
 
-
-def _default_threads() -> int:
-    import os
-
-    return os.cpu_count() or 1
+#: Runs the model on the examples at these indices (under autocast); returns the loss, or the output that
+#: the objective turns into one.
+Forward = Callable[[list[int]], torch.Tensor]
+#: The loss of a forward pass's output for the examples at these indices (outside autocast).
+Objective = Callable[[torch.Tensor, list[int]], torch.Tensor]
 
 
 @dataclass
-class DistillConfig:
-    """Hyper-parameters of :func:`distill_train`.
+class TrainingConfig:
+    """What every training run of the pipeline is configured by (fine-tuning and distillation extend it).
 
     Attributes:
-        epochs: Passes over the unlabeled texts.
-        learning_rate: Peak AdamW learning rate (after warm-up; then linear decay to zero).
-        warmup_ratio: Fraction of optimizer steps in linear warm-up.
-        weight_decay: AdamW weight decay (not on biases and LayerNorm weights).
-        batch_size: Texts per forward/backward pass.
+        epochs: Passes over the training examples.
+        learning_rate: Peak AdamW learning rate, reached after warm-up; then linear decay to zero.
+        warmup_ratio: Fraction of optimizer steps spent in linear warm-up.
+        weight_decay: AdamW weight decay (never on biases and LayerNorm weights).
+        batch_size: Examples per forward/backward pass.
         grad_accumulation: Passes per optimizer step (effective batch = batch_size x this).
         max_length: Token truncation of the training texts.
-        seed: Seeds torch, numpy, random and the batch order.
-        temperature: Softmax temperature of the logit (KL) loss, classifiers only.
-        cosine_weight: Weight of the (1 - cosine) term next to the MSE, embedding models only.
-        max_texts: Optional cap on training texts (for quick runs and tests).
-        freeze_embeddings: Keep the word-embedding matrix frozen (half of MiniLM's parameters: the
-            optimizer skips them, and the student's vocabulary stays the teacher's).
-        bf16: bfloat16 autocast for training passes; None = only where the CPU has native bf16.
-        threads: torch intra-op threads.
+        seed: Seeds torch, numpy, random (so dropout and a new head's initialisation) and the batch order.
+        bf16: bfloat16 autocast for training passes (weights and optimizer stay float32); None = only on
+            CPUs with native bf16 (AVX512-BF16 / AMX), where it is about twice as fast.
+        threads: torch intra-op threads during the run (default: one per core).
+        freeze_embeddings: Keep the word-embedding matrix (about half of MiniLM's parameters) frozen: the
+            optimizer skips it, and a student's vocabulary stays its teacher's.
     """
 
-    epochs: int = 3
+    epochs: int = 1
     learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
-    batch_size: int = 64
+    batch_size: int = 32
     grad_accumulation: int = 1
     max_length: int = 128
     seed: int = 13
-    temperature: float = 2.0
-    cosine_weight: float = 1.0
-    max_texts: int | None = None
-    freeze_embeddings: bool = True
     bf16: bool | None = None
-    threads: int = field(default_factory=_default_threads)
-
-    def settings(self) -> dict[str, Any]:
-        """The configuration as recorded in ``variant.json`` (threads excluded: not part of the recipe)."""
-        values = asdict(self)
-        values.pop("threads")
-        return values
+    threads: int = field(default_factory=default_threads)
+    freeze_embeddings: bool = True
 
 
-@dataclass(frozen=True)
-class TrainStats:
-    """What a distillation run did."""
-
-    steps: int
-    texts: int
-    first_loss: float
-    last_loss: float
-    seconds: float
+def native_bf16_available() -> bool:
+    """Whether this CPU has native bfloat16 matmuls (AVX512-BF16 or AMX)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
-def unlabeled_texts(home: Path) -> list[str]:
-    """Training text for distillation: STS-B train sentences and the Rotten Tomatoes training split.
+def use_bf16(requested: bool | None) -> bool:
+    """bf16 autocast as configured; ``None``: only where the CPU has it natively (else it is slower)."""
+    return native_bf16_available() if requested is None else requested
 
-    Never the STS-B test split or the sentiment held-out split, which the evaluation scores.
+
+def set_seed(seed: int) -> None:
+    """Seed ``random``, ``numpy`` and ``torch`` for a reproducible run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` for the block, then the previous count again."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Group example indices into batches of similar token length.
+
+    Indices are sorted by length (ties broken randomly), cut into batches of
+    ``batch_size`` and the batch order is shuffled with ``rng``, so padding stays
+    minimal while the order of batches is still random and reproducible.
     """
-    texts = [text for pair in load_sts("train", home) for text in (pair.sentence1, pair.sentence2)]
-    train, _ = sentiment_splits(home)
-    texts += [example.text for example in train]
-    return list(dict.fromkeys(text.strip() for text in texts if text.strip()))
+    keys = [(length, rng.random(), i) for i, length in enumerate(lengths)]
+    order = [i for _, _, i in sorted(keys)]
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
-def model_rows(
-    module: torch.nn.Module, task: str, pooling: str, batch: dict[str, torch.Tensor]
-) -> torch.Tensor:
-    """What the service returns before post-processing: pooled embeddings or logits."""
-    output = module(**batch)
-    if task == "classify":
-        return output.logits
-    return pool(output.last_hidden_state, batch["attention_mask"], pooling)
-
-
-def _as_batch(
-    tokenizer: TextTokenizer, items: Sequence[TokenizedText], token_types: bool
-) -> dict[str, torch.Tensor]:
-    inputs = tokenizer.collate(list(items))
-    batch = {
-        "input_ids": torch.from_numpy(inputs.input_ids),
-        "attention_mask": torch.from_numpy(inputs.attention_mask),
-    }
-    if token_types:
-        batch["token_type_ids"] = torch.from_numpy(inputs.token_type_ids)
-    return batch
-
-
-def teacher_rows(
-    teacher: EncoderBackend,
-    tokenizer: TextTokenizer,
-    items: Sequence[TokenizedText],
-    progress: bool = False,
-) -> torch.Tensor:
-    """The teacher's float32 rows for every item, from any backend (ONNX Runtime is the fastest on CPU)."""
-    order = sorted(range(len(items)), key=lambda i: items[i].tokens)
-    rows: torch.Tensor | None = None
-    for start in tqdm(range(0, len(order), 64), desc="teacher", disable=not progress, unit="batch"):
-        chunk = order[start : start + 64]
-        out = torch.from_numpy(teacher.forward(tokenizer.collate([items[i] for i in chunk])))
-        if rows is None:
-            rows = torch.empty((len(items), out.shape[-1]), dtype=torch.float32)
-        rows[chunk] = out
-    if rows is None:
-        raise TrainingError("no texts to distill on")
-    return rows
-
-
-def teacher_backend(description: ModelDescription, home: Path, threads: int) -> EncoderBackend:
-    """The fastest float32 backend for computing a teacher's targets on CPU."""
-    from models.runtime.factory import create_backend
-
-    backend, _ = create_backend(description, "auto", "cpu", "float32", "none", home / "onnx", threads)
-    return backend
-
-
-def distillation_loss(
-    student: torch.Tensor, teacher: torch.Tensor, task: str, config: DistillConfig
-) -> torch.Tensor:
-    """MSE + cosine for embeddings; temperature-scaled KL divergence for logits."""
-    student = student.float()
-    if task == "classify":
-        t = config.temperature
-        return F.kl_div(
-            F.log_softmax(student / t, dim=-1), F.softmax(teacher / t, dim=-1), reduction="batchmean"
-        ) * (t * t)
-    mse = F.mse_loss(student, teacher)
-    cosine = 1 - F.cosine_similarity(student, teacher, dim=-1).mean()
-    return mse + config.cosine_weight * cosine
-
-
-def _optimizer(model: torch.nn.Module, config: DistillConfig) -> torch.optim.AdamW:
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on the trainable weights, none on biases and LayerNorm weights."""
     decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
+    plain: list[torch.nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.learning_rate)
+            no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+            (plain if no_decay else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
-def _schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def distill_train(
-    student: torch.nn.Module,
-    tokenizer: TextTokenizer,
-    items: Sequence[TokenizedText],
-    targets: torch.Tensor,
-    task: str,
-    pooling: str,
-    config: DistillConfig,
-    progress: bool = False,
-) -> TrainStats:
-    """Train ``student`` (in place) to reproduce ``targets`` (the teacher's rows for ``items``)."""
-    from models.runtime.torch_backend import takes_token_types
-
-    if not items:
-        raise TrainingError("no texts to distill on")
-    set_seed(config.seed)
-    torch.set_num_threads(config.threads)
+def optimizer_steps(lengths: Sequence[int], config: TrainingConfig) -> list[list[list[int]]]:
+    """Every optimizer step of the run: its batches (``grad_accumulation`` of them, fewer at an epoch's
+    end), each a list of example indices. Seeded: the same config gives the same order."""
     rng = random.Random(config.seed)
-    token_types = takes_token_types(student)
-    lengths = [item.tokens for item in items]
-    passes = [length_bucketed_batches(lengths, config.batch_size, rng) for _ in range(config.epochs)]
-    steps = math.ceil(sum(len(p) for p in passes) / config.grad_accumulation)
+    steps = []
+    for _ in range(config.epochs):
+        batches = length_bucketed_batches(lengths, config.batch_size, rng)
+        acc = config.grad_accumulation
+        steps += [batches[s : s + acc] for s in range(0, len(batches), acc)]
+    return steps
+
+
+def train(
+    model: torch.nn.Module,
+    lengths: Sequence[int],
+    forward: Forward,
+    config: TrainingConfig,
+    objective: Objective | None = None,
+    progress: str | None = None,
+) -> list[float]:
+    """Train ``model`` in place on the examples whose token counts are ``lengths``; returns the loss of
+    every optimizer step. Seed the run (:func:`set_seed`) before building what it trains.
+
+    ``progress``: a label for a progress bar over the steps (None: no bar). Raises
+    :class:`TrainingError` when the loss stops being finite.
+    """
+    if not lengths:
+        raise TrainingError("no examples to train on")
+    steps = optimizer_steps(lengths, config)
     if config.freeze_embeddings:
-        embeddings: Any = getattr(student, "get_input_embeddings")()  # noqa: B009 (typed Any on purpose)
+        embeddings: Any = getattr(model, "get_input_embeddings")()  # noqa: B009 (typed Any on purpose)
         embeddings.weight.requires_grad_(False)
-    optimizer = _optimizer(student, config)
-    scheduler = _schedule(optimizer, steps, int(steps * config.warmup_ratio))
-    bf16 = native_bf16_available() if config.bf16 is None else config.bf16
-    student.train()
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, round(config.warmup_ratio * len(steps)), len(steps)
+    )
+    bf16 = use_bf16(config.bf16)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     losses: list[float] = []
-    started = time.perf_counter()
-    batches = [batch for epoch in passes for batch in epoch]
-    bar = tqdm(total=len(batches), desc="distill", disable=not progress, unit="batch")
-    for index, chunk in enumerate(batches):
-        batch = _as_batch(tokenizer, [items[i] for i in chunk], token_types)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            rows = model_rows(student, task, pooling, batch)
-        loss = distillation_loss(rows, targets[chunk], task, config)
-        (loss / config.grad_accumulation).backward()
-        if (index + 1) % config.grad_accumulation == 0 or index + 1 == len(batches):
-            torch.nn.utils.clip_grad_norm_([p for p in student.parameters() if p.requires_grad], 1.0)
+    model.train()
+    with (
+        torch_threads(config.threads),
+        tqdm(total=len(steps), desc=progress, disable=progress is None) as bar,
+    ):
+        for step in steps:
+            loss = _accumulate(step, forward, objective, bf16)
+            if not math.isfinite(loss):
+                raise TrainingError(f"training diverged: loss is {loss}; lower the learning rate")
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
-    bar.close()
-    student.eval()
-    student.requires_grad_(True)
-    if not math.isfinite(losses[-1]):
-        raise TrainingError("distillation diverged (non-finite loss); lower the learning rate")
-    window = max(1, min(50, len(losses) // 4))
-    return TrainStats(
-        steps=steps,
-        texts=len(items),
-        first_loss=sum(losses[:window]) / window,
-        last_loss=sum(losses[-window:]) / window,
-        seconds=time.perf_counter() - started,
-    )
+            losses.append(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
+    model.eval()
+    model.requires_grad_(True)
+    return losses
+
+
+def _accumulate(step: list[list[int]], forward: Forward, objective: Objective | None, bf16: bool) -> float:
+    """Forward and backward every batch of one step; gradients are weighted by examples per batch."""
+    examples = sum(len(batch) for batch in step)
+    total = 0.0
+    for batch in step:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            output = forward(batch)
+        loss = output if objective is None else objective(output, batch)
+        weighted = loss * (len(batch) / examples)
+        weighted.backward()
+        total += float(weighted.detach())
+    return total
+
+
+def check_target(target: Path, overwrite: bool) -> None:
+    """Raise :class:`TrainingError` when ``target`` exists and may not be replaced (checked before the
+    work starts, and again by :func:`publishing`)."""
+    if target.exists() and not overwrite:
+        raise TrainingError(f"{target} already exists (pass overwrite to rebuild it)")
+
+
+@contextmanager
+def publishing(target: Path, overwrite: bool) -> Iterator[Path]:
+    """A scratch folder next to ``target`` that replaces it when the block succeeds.
+
+    A crash mid-build leaves no half-written model where the service would load it: the old folder is
+    moved aside, the new one renamed into place, then the old one deleted. Every failure to do so is a
+    :class:`TrainingError`.
+    """
+    check_target(target, overwrite)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        scratch.chmod(0o755)  # mkdtemp makes it private; a model folder is read by the server's user
+    except OSError as exc:
+        raise TrainingError(f"cannot write next to {target}: {exc}") from exc
+    try:
+        yield scratch
+        _replace(scratch, target, overwrite)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _replace(scratch: Path, target: Path, overwrite: bool) -> None:
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    moved = False
+    try:
+        if target.exists():
+            check_target(target, overwrite)  # it may have appeared while the model trained
+            target.rename(old)
+            moved = True
+        scratch.rename(target)
+    except OSError as exc:
+        if moved:
+            old.rename(target)  # put the previous model back: a failed build never removes one
+        raise TrainingError(f"cannot move the trained model to {target}: {exc}") from exc
+    shutil.rmtree(old, ignore_errors=True)

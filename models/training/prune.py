@@ -27,11 +27,12 @@ from tqdm import tqdm
 from models.runtime.folders import ModelDescription, describe_model
 from models.runtime.structure import encoder_layers, head_size, keep_heads, keep_neurons
 from models.runtime.tokenization import TextTokenizer
-from models.runtime.torch_backend import load_module, takes_token_types
+from models.runtime.torch_backend import load_module, module_inputs, module_rows, takes_token_types
 from models.training.data import load_sts, sentiment_splits
 from models.training.distill import save_variant, training_items
+from models.training.distillation import DistillConfig, distill_train, teacher_backend, teacher_rows
 from models.training.errors import TrainingError
-from models.training.loop import DistillConfig, distill_train, model_rows, teacher_backend, teacher_rows
+from models.training.loop import check_target
 
 Importance = Literal["gradient", "random"]
 #: Per layer, at least this fraction of the FFN neurons stays (a layer without FFN breaks the residual mix).
@@ -95,13 +96,9 @@ def _task_loss(
     model: torch.nn.Module, description: ModelDescription, tokenizer: TextTokenizer, batch: dict[str, Any]
 ) -> torch.Tensor:
     inputs = tokenizer.collate(tokenizer.encode(batch["texts"], truncate=True))
-    tensors = {
-        "input_ids": torch.from_numpy(inputs.input_ids),
-        "attention_mask": torch.from_numpy(inputs.attention_mask),
-    }
-    if takes_token_types(model):
-        tensors["token_type_ids"] = torch.from_numpy(inputs.token_type_ids)
-    rows = model_rows(model, description.task, description.pooling, tensors)
+    rows = module_rows(
+        model, description.task, description.pooling, module_inputs(inputs, takes_token_types(model))
+    )
     if description.task == "classify":
         return F.cross_entropy(rows, torch.tensor(batch["labels"]))
     half = rows.shape[0] // 2
@@ -194,6 +191,7 @@ def prune_structured(
     importance_examples: int = 1024,
 ) -> dict[str, Any]:
     """Prune heads and FFN neurons of ``base_path`` and recover by distillation (``recovery`` None: skip)."""
+    check_target(out, overwrite)  # before minutes of work, not after
     base = describe_model(base_path)
     model = load_module(base, "cpu", torch.float32)
     seed = recovery.seed if recovery else 13
@@ -223,6 +221,7 @@ def prune_magnitude(base_path: Path, out: Path, sparsity: float, overwrite: bool
     """Zero the ``sparsity`` fraction of smallest-magnitude weights of every encoder matrix."""
     if not 0 < sparsity < 1:
         raise TrainingError(f"sparsity must be in (0, 1), got {sparsity}")
+    check_target(out, overwrite)
     base = describe_model(base_path)
     model = load_module(base, "cpu", torch.float32)
     with torch.no_grad():

@@ -20,7 +20,8 @@ from models.runtime.tokenization import TextTokenizer
 from models.runtime.torch_backend import load_module
 from models.training.data import load_sts
 from models.training.errors import TrainingError
-from models.training.variant import copy_model_files, publishing, save_torch_weights, write_manifest
+from models.training.loop import publishing
+from models.training.variant import copy_model_files, save_torch_weights, write_manifest
 
 logger = logging.getLogger(__name__)
 

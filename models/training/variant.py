@@ -2,17 +2,13 @@
 
 A variant folder is a model folder: the tokenizer, config and pooling files of its base, its own weights
 (safetensors, or ``model.onnx`` for an int8 graph) and ``variant.json``. The service loads it like any
-model; ``variant.json`` tells it the base (for the drift check at warm-up) and any pruned structure.
+model; ``variant.json`` tells it the base (for the drift check at start-up) and any pruned structure.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,23 +83,3 @@ def save_torch_weights(model: Any, folder: Path) -> None:
     model.config.save_pretrained(str(folder))
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
-
-
-@contextmanager
-def publishing(target: Path, overwrite: bool) -> Iterator[Path]:
-    """A scratch folder next to ``target`` that replaces it when the block succeeds.
-
-    A crash mid-build leaves no half-written variant where the service would load it.
-    """
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists (pass overwrite to rebuild it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield scratch
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(scratch, target)
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch)

@@ -41,7 +41,6 @@ class RedisTier:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=0
         )
         self._open_until = 0.0
-        self.errors = 0
 
     @property
     def available(self) -> bool:
@@ -96,7 +95,6 @@ class RedisTier:
             self._on_roundtrip(time.perf_counter() - started)
 
     def _trip(self, exc: BaseException) -> None:
-        self.errors += 1
         if self._on_error is not None:
             self._on_error()
         if self.available:

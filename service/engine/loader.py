@@ -8,7 +8,6 @@ assembles the engine and warms it up. The registry (lookup, readiness, close) ho
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -101,7 +100,7 @@ class ModelLoader:
         tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
         backend, runtime = self._backend(spec, description)
         # Measured at start-up whether or not warm-up is on: the floor must hold before serving.
-        onnx = OnnxReference(self._settings.home / "onnx", self._settings.threads or os.cpu_count() or 1)
+        onnx = OnnxReference(self._settings.home / "onnx", self._settings.inference_threads)
         drift = measure_drift(description, backend, tokenizer, spec.quantize != "none", onnx)
         if drift is not None:
             logger.info(
@@ -137,7 +136,7 @@ class ModelLoader:
         return LoadedModel(spec, engine, backend.device, runtime, backend.dtype, seconds, drift)
 
     def _backend(self, spec: ModelSpec, description: ModelDescription) -> tuple[EncoderBackend, str]:
-        threads = self._settings.threads or os.cpu_count() or 1
+        threads = self._settings.inference_threads
         try:
             return create_backend(
                 description,

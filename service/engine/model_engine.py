@@ -17,6 +17,7 @@ from models.runtime.errors import InputTooLongError
 from models.runtime.folders import ModelDescription
 from models.runtime.postprocess import finish_embeddings, rank_labels, softmax
 from models.runtime.tokenization import TextTokenizer
+from models.runtime.types import Direction
 from service.engine.batcher import Batcher, BatchStats
 from service.engine.cached import CachedRows
 from service.engine.queue import BatchQueue, PendingRequest, QueueLimits
@@ -25,7 +26,6 @@ from service.errors import DeadlineExceededError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
-Direction = Literal["right", "left"]
 #: use: look up and store; refresh: compute and store (Cache-Control: no-cache); bypass: neither (no-store).
 CachePolicy = Literal["use", "refresh", "bypass"]
 
@@ -81,8 +81,9 @@ class EngineConfig:
 class ModelEngine:
     """Serves one model: the only object the HTTP layer calls to run it.
 
-    Pre (tokenize, in the shared tokenizer pool) -> queue -> forward (the model's batcher thread, batches
-    merged across requests) -> post (normalise / softmax, back on the caller's side).
+    Pre (tokenize: inline when the request is short, else in the shared tokenizer pool) -> queue ->
+    forward (the model's batcher thread, batches merged across requests) -> post (normalise / softmax,
+    back on the caller's side).
     """
 
     def __init__(

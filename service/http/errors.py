@@ -45,14 +45,20 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     InferenceError: (500, "backend"),
     ClientDisconnectedError: (499, "client_closed"),
 }
-_OPENAI_TYPES = {
+#: HTTP status -> OpenAI error ``type`` under ``/v1/``, for handlers and middleware alike. OpenAI answers a
+#: bad API key with ``invalid_request_error`` too; a status not listed is ``server_error`` from 500 up.
+OPENAI_ERROR_TYPES = {
     400: "invalid_request_error",
+    401: "invalid_request_error",
     404: "invalid_request_error",
+    405: "invalid_request_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
-    503: "service_unavailable",
+    499: "invalid_request_error",
     500: "server_error",
+    503: "service_unavailable",
+    504: "server_error",
 }
 _INTERNAL = "internal error; see the server log"
 
@@ -65,6 +71,15 @@ def status_for(exc: Exception) -> tuple[int, str]:
     return 500, "internal"
 
 
+def error_body(path: str, status: int, error_type: str, message: str) -> dict[str, object]:
+    """The error body in the shape the route's clients expect (OpenAI's under ``/v1/``)."""
+    if not path.startswith("/v1/"):
+        return {"error": message, "error_type": error_type}
+    fallback = "server_error" if status >= 500 else "invalid_request_error"
+    openai_type = OPENAI_ERROR_TYPES.get(status, fallback)
+    return {"error": {"message": message, "type": openai_type, "param": None, "code": error_type}}
+
+
 def error_response(
     request: Request,
     status: int,
@@ -72,18 +87,8 @@ def error_response(
     message: str,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """Build the error body in the shape the route's clients expect."""
-    if request.url.path.startswith("/v1/"):
-        body: dict[str, object] = {
-            "error": {
-                "message": message,
-                "type": _OPENAI_TYPES.get(status, "invalid_request_error"),
-                "param": None,
-                "code": error_type,
-            }
-        }
-    else:
-        body = {"error": message, "error_type": error_type}
+    """The error response for ``request``'s route (see :func:`error_body`)."""
+    body = error_body(request.url.path, status, error_type, message)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

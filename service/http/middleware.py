@@ -7,10 +7,10 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.http.errors import error_body
 from service.logs import ACCESS_LOGGER
 from service.metrics import Metrics
 
@@ -68,13 +68,7 @@ async def send_error(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer from middleware, in the error shape of the route (OpenAI's under /v1/)."""
-    if scope["path"].startswith("/v1/"):
-        body: dict[str, Any] = {
-            "error": {"message": message, "type": "invalid_request_error", "param": None, "code": error_type}
-        }
-    else:
-        body = {"error": message, "error_type": error_type}
-    payload = json.dumps(body).encode()
+    payload = json.dumps(error_body(scope["path"], status, error_type, message)).encode()
     await send(
         {
             "type": "http.response.start",

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from models.runtime.types import Direction as TruncationDirection
 from service.errors import EmptyInputError, PayloadTooLargeError
 
 #: Request bodies are strict JSON: no "true" for a boolean, no 5.0 or true for an integer.
@@ -31,7 +32,7 @@ def _encodable(value: str) -> str:
 #: A string from a client: any Unicode text, but never unpaired surrogates (they break the tokenizer).
 Text = Annotated[str, AfterValidator(_encodable)]
 Direction = Annotated[
-    Literal["right", "left"],
+    TruncationDirection,
     BeforeValidator(_tei_direction),
     WithJsonSchema({"type": "string", "enum": ["right", "left", "Right", "Left"]}),
 ]

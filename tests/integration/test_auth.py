@@ -42,6 +42,7 @@ async def test_keys_guard_every_route_but_the_open_ones(
         openai = await client.post("/v1/embeddings", json={"input": "x", "model": "tiny-embed"})
         assert openai.status_code == 401
         assert openai.json()["error"]["code"] == "unauthorized"
+        assert openai.json()["error"]["type"] == "invalid_request_error"
         for path in ("/health", "/ready", "/metrics"):
             assert (await client.get(path)).status_code == 200
         assert (await client.get("/info")).status_code == 401
@@ -71,6 +72,11 @@ async def test_rate_limit_per_key(make_settings: Callable[..., Settings]) -> Non
         limited = await client.post("/embed", json={"inputs": "x"}, headers=bearer(KEY))
         assert limited.json()["error_type"] == "rate_limited"
         assert int(limited.headers["retry-after"]) >= 1
+        openai = await client.post(
+            "/v1/embeddings", json={"input": "x", "model": "tiny-embed"}, headers=bearer(KEY)
+        )
+        assert openai.status_code == 429
+        assert openai.json()["error"]["type"] == "rate_limit_error"  # as the handler's 429 (overloaded)
         assert (await client.post("/embed", json={"inputs": "x"}, headers=bearer(OTHER))).status_code == 200
 
 

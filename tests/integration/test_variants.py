@@ -14,12 +14,14 @@ from models.runtime.builtins import default_home
 from models.runtime.errors import ModelLoadError
 from models.runtime.int8 import Int8Targets
 from models.training.distill import distill
-from models.training.loop import DistillConfig
+from models.training.distillation import DistillConfig
 from models.training.prune import prune_magnitude, prune_structured
 from models.training.quantize import quantize_dtype, quantize_int8
 from service.app import create_app
 from service.settings import Settings
 from tests.integration.conftest import started_client
+
+pytestmark = pytest.mark.integration
 
 TEXTS = ["A man is playing a guitar.", "The stock market fell sharply.", "Two dogs run through a field."]
 QUICK = DistillConfig(epochs=1, max_texts=32, batch_size=16, threads=1)

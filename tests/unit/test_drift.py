@@ -8,6 +8,8 @@ import pytest
 from models.runtime.drift import compare
 from models.runtime.postprocess import comparable, cosine_drift
 
+pytestmark = pytest.mark.unit
+
 # Two classifiers' logits for the same three inputs: the first input sits on the decision boundary.
 REFERENCE = np.array([[0.02, -0.02], [3.0, -1.0], [-2.0, 2.5]], dtype=np.float32)
 NUDGED = np.array([[-0.01, 0.01], [2.9, -1.0], [-2.1, 2.5]], dtype=np.float32)

@@ -22,9 +22,11 @@ from models.training.finetune import (
     FinetuneConfig,
     evaluate_accuracy,
     finetune_classifier,
-    length_bucketed_batches,
 )
+from models.training.loop import length_bucketed_batches
 from tests.conftest import build_tiny_embedder
+
+pytestmark = pytest.mark.unit
 
 POSITIVE = ["great", "wonderful", "superb", "delightful", "brilliant", "moving"]
 NEGATIVE = ["awful", "terrible", "boring", "dreadful", "clumsy", "tedious"]
@@ -85,7 +87,6 @@ def _run(base: Path, out: Path, home: Path, **overrides: object) -> float:
     return result.heldout_accuracy
 
 
-@pytest.mark.unit
 def test_finetune_writes_loadable_classifier(tiny_base: Path, tmp_path: Path) -> None:
     out = tmp_path / "clf"
     accuracy = _run(tiny_base, out, tmp_path / "home")
@@ -110,7 +111,6 @@ def test_finetune_writes_loadable_classifier(tiny_base: Path, tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clf"], "temp dir left behind"
 
 
-@pytest.mark.unit
 def test_finetune_is_deterministic(tiny_base: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     _run(tiny_base, tmp_path / "a", home, epochs=1, bf16=True)
@@ -124,7 +124,6 @@ def test_finetune_is_deterministic(tiny_base: Path, tmp_path: Path) -> None:
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
-@pytest.mark.unit
 def test_freeze_embeddings_keeps_word_embeddings(tiny_base: Path, tmp_path: Path) -> None:
     key = "bert.embeddings.word_embeddings.weight"
     base = load_file(str(tiny_base / "model.safetensors"))
@@ -138,7 +137,6 @@ def test_freeze_embeddings_keeps_word_embeddings(tiny_base: Path, tmp_path: Path
     assert not torch.equal(frozen["classifier.weight"], free["classifier.weight"])
 
 
-@pytest.mark.unit
 def test_finetune_refuses_existing_out_dir_unless_overwrite(tiny_base: Path, tmp_path: Path) -> None:
     out = tmp_path / "clf"
     out.mkdir()
@@ -160,7 +158,6 @@ def test_finetune_refuses_existing_out_dir_unless_overwrite(tiny_base: Path, tmp
     assert (out / FINETUNE_METADATA).is_file()
 
 
-@pytest.mark.unit
 def test_finetune_rejects_bad_inputs(tiny_base: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError):
         _run(tiny_base, tmp_path / "x", tmp_path, batch_size=0)
@@ -179,7 +176,6 @@ def test_finetune_rejects_bad_inputs(tiny_base: Path, tmp_path: Path) -> None:
     assert not any(p.name.startswith((".x", ".y", ".z", "x", "y", "z")) for p in tmp_path.iterdir())
 
 
-@pytest.mark.unit
 def test_length_bucketed_batches_cover_all_and_group_lengths() -> None:
     rng = random.Random(3)
     lengths = [rng.randint(3, 60) for _ in range(103)]
