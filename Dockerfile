@@ -7,6 +7,9 @@
 # (PyPI's Linux wheel bundles the CUDA libraries; the host provides the driver.)
 # BASE_IMAGE: a Debian bookworm image; python3 and python3-venv are installed when it lacks them.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+# Global: each stage that installs PyTorch declares them again (a stage sees only the ARGs it declares).
+ARG TORCH_SPEC=torch==2.13.0+cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 FROM ${BASE_IMAGE} AS base
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -17,12 +20,12 @@ RUN if ! python3 -c "import venv, ensurepip" 2>/dev/null; then \
       && rm -rf /var/lib/apt/lists/*; \
     fi
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-ARG TORCH_SPEC=torch==2.13.0+cpu
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 # The serving venv: the HTTP stack, tokenizers and ONNX Runtime (plus PyTorch only with SERVE_EXTRAS=torch).
 FROM base AS serve
 ARG SERVE_EXTRAS=
+ARG TORCH_SPEC
+ARG TORCH_INDEX_URL
 RUN python3 -m venv /opt/bertserve
 WORKDIR /src
 # Dependencies first (layer cache): only pyproject.toml and constraints.txt change this layer. The
@@ -50,6 +53,8 @@ RUN rm -rf build ./*.egg-info \
 # the sentiment classifier (a few minutes on a CPU; its training data comes from PyPI) and exports both
 # ONNX graphs into /data; its dataset cache is dropped afterwards.
 FROM base AS prepare
+ARG TORCH_SPEC
+ARG TORCH_INDEX_URL
 RUN python3 -m venv /opt/bertserve
 WORKDIR /src
 COPY pyproject.toml constraints.txt ./
