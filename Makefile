@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PIP := $(BIN)/pip install --quiet --constraint constraints.txt
 
-.PHONY: install install-test serve test lint smoke lock audit eval-sts variants clean
+.PHONY: install install-test serve test lint smoke lock audit eval-sts variants wheels-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,11 @@ variants: install-test
 		minilm-pruned-norecovery minilm-pruned-random-norecovery minilm-l3 minilm-l3-pruned minilm-l3-pruned-int8) --json benchmarks/variants-embed.json
 	$(MODELS) eval builtin:minilm-sentiment $(VARIANTS)/sentiment-int8 --json benchmarks/variants-classify.json
 	$(MODELS) report benchmarks/variants-embed.json benchmarks/variants-classify.json --out-dir benchmarks
+
+## What benchmarks/gpu/run.sh needs on the lent GPU machine (.gpu/: wheels for Python 3.12, the embedder in
+## float16, the datasets), within the 64 MiB that travel; prints the sizes. See benchmarks/RESULTS.md.
+wheels-gpu: install-test
+	PYTHON=$(BIN)/python tools/wheels_gpu.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

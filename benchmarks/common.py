@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -125,6 +125,8 @@ class LoadResult:
     p50: float
     p95: float
     p99: float
+    #: Every request's latency (ms), so that runs from several processes merge exactly.
+    latencies: list[float] = field(default_factory=list, repr=False)
 
     @property
     def rps(self) -> float:
@@ -191,7 +193,7 @@ async def run_bodies(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     seconds = time.perf_counter() - started
     p50, p95, p99 = (float(np.percentile(latencies, q)) for q in (50, 95, 99))
-    return LoadResult(len(latencies), done_sentences, errors, seconds, p50, p95, p99)
+    return LoadResult(len(latencies), done_sentences, errors, seconds, p50, p95, p99, latencies)
 
 
 _WRK_SCRIPT = """

@@ -92,7 +92,7 @@ class Metrics:
         )
         self.rejections = Counter(
             f"{PREFIX}_rejections",
-            "Requests refused (429) or timed out (504), by reason",
+            "Requests refused (429), timed out (504) or out of device memory (503), by reason",
             ["model", "reason"],
             registry=r,
         )

@@ -89,14 +89,18 @@ class Settings(BaseSettings):
     )
     threads: int = Field(0, ge=0, description="Intra-op threads for inference; 0 means one per CPU core.")
     tokenizer_workers: int = Field(2, ge=1, description="Threads that tokenize requests off the event loop.")
-    max_batch_tokens: int = Field(
-        512,
+    max_batch_tokens: int | None = Field(
+        None,
         ge=16,
-        description="Padded tokens (items x longest) per model batch. Larger batches use the CPU "
-        "better up to a point, then only add latency; see benchmarks/RESULTS.md.",
+        description="Padded tokens (items x longest) per model batch. Unset: 512 on CPU (larger batches "
+        "use the CPU better up to a point, then only add latency; see benchmarks/RESULTS.md); on CUDA, "
+        "sized from the device's free memory at load (a quarter of it for activations, 4096 to 262144).",
     )
-    max_batch_requests: int = Field(
-        64, ge=1, description="Inputs per model batch at most (bounds GPU memory per batch)."
+    max_batch_requests: int | None = Field(
+        None,
+        ge=1,
+        description="Inputs per model batch at most. Unset: 64 on CPU, 512 on CUDA (a GPU is launch-bound "
+        "on small batches; the token budget bounds its memory).",
     )
     max_wait_ms: float = Field(
         0.0,

@@ -22,7 +22,8 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 #: Every test carries exactly one of these (a module-level ``pytestmark``): ``-m`` selects by them.
-TEST_LEVELS = ("unit", "integration", "e2e")
+#: ``gpu`` tests need CUDA (skipped without it) and run on a lent GPU by ``benchmarks/gpu/run.sh``.
+TEST_LEVELS = ("unit", "integration", "e2e", "gpu")
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects: an unmarked test must not vanish silently

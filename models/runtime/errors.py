@@ -25,3 +25,8 @@ class InputTooLongError(ModelError):
         self.index = index
         self.tokens = tokens
         self.limit = limit
+
+
+class DeviceOutOfMemoryError(ModelError):
+    """A batch did not fit in the device's memory. The model is unharmed: the batch's requests fail
+    (503, retryable) and the next batch runs as usual."""

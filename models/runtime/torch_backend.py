@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from models.runtime.devices import resolve_device
-from models.runtime.errors import ModelLoadError
+from models.runtime.errors import DeviceOutOfMemoryError, ModelLoadError
 from models.runtime.folders import ModelDescription
 from models.runtime.pooling import pool
 from models.runtime.structure import shrink_to, structure_from_json
@@ -28,7 +28,13 @@ _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 
 
 class TorchBackend:
-    """PyTorch eager runtime (CPU or CUDA; float32, float16 or bfloat16)."""
+    """PyTorch eager runtime (CPU or CUDA; float32, float16 or bfloat16).
+
+    On CUDA a batch costs one host-to-device copy (its three index arrays packed in one pinned tensor),
+    one device-to-host copy (the float32 rows, into pinned memory) and one synchronisation; both copies
+    are asynchronous. Out of device memory on a batch raises :class:`DeviceOutOfMemoryError`, after
+    which the next batch runs as usual.
+    """
 
     def __init__(self, description: ModelDescription, device: str, dtype: DType) -> None:
         self.description = description
@@ -36,13 +42,73 @@ class TorchBackend:
         self.dtype = dtype
         self.model = load_module(description, self.device, _TORCH_DTYPES[dtype])
         self._uses_token_types = takes_token_types(self.model)
+        # Pinned (page-locked) host memory makes the copies asynchronous; it only exists with CUDA.
+        self._pinned = self.device.startswith("cuda")
+        #: Whether inputs are packed for one copy to the device (always off the CPU; tests set it on CPU).
+        self.staged = self.device != "cpu"
 
     def forward(self, batch: ModelInputs) -> np.ndarray:
         """Run the model on ``batch`` under ``torch.inference_mode``."""
-        with torch.inference_mode():
-            kwargs = module_inputs(batch, self._uses_token_types, self.device)
-            rows = module_rows(self.model, self.description.task, self.description.pooling, kwargs)
-            return rows.float().cpu().numpy()
+        try:
+            with torch.inference_mode():
+                return self._forward(batch)
+        # torch.OutOfMemoryError is a RuntimeError; cuBLAS and the CPU allocator raise plain ones.
+        except RuntimeError as exc:
+            if not out_of_memory(exc):
+                raise
+            # Free the failed batch's cached blocks, so that the next (smaller) batch finds them.
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            rows, longest = batch.input_ids.shape
+            raise DeviceOutOfMemoryError(
+                f"model ran out of {self.device} memory on a batch of {rows} inputs x {longest} tokens; "
+                "retry, or send fewer or shorter inputs"
+            ) from exc
+
+    def _forward(self, batch: ModelInputs) -> np.ndarray:
+        if self.staged:
+            names = ["input_ids", "attention_mask"] + (["token_type_ids"] if self._uses_token_types else [])
+            host = stage_inputs([getattr(batch, name) for name in names], self._pinned)
+            packed = host.to(self.device, non_blocking=self._pinned)  # the one host-to-device copy
+            kwargs = dict(zip(names, packed.unbind(0), strict=True))
+        else:  # on CPU the model reads the arrays in place: no copy at all
+            kwargs = module_inputs(batch, self._uses_token_types)
+        rows = module_rows(self.model, self.description.task, self.description.pooling, kwargs).float()
+        return rows_to_host(rows, self._pinned)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says that an allocation failed (device or host), rather than that the model is
+    broken: the batch was too large for the memory left, and a smaller or later one can run."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    message = str(exc)
+    return any(
+        sign in message for sign in ("out of memory", "can't allocate memory", "CUBLAS_STATUS_ALLOC_FAILED")
+    )
+
+
+def stage_inputs(arrays: list[np.ndarray], pinned: bool) -> torch.Tensor:
+    """The batch's index arrays (same shape) packed into one int64 host tensor, pinned if asked: one
+    copy to the device instead of one per array."""
+    host = torch.empty((len(arrays), *arrays[0].shape), dtype=torch.int64, pin_memory=pinned)
+    for slot, array in zip(host, arrays, strict=True):
+        slot.copy_(torch.from_numpy(array))
+    return host
+
+
+def rows_to_host(rows: torch.Tensor, pinned: bool) -> np.ndarray:
+    """The device's float32 ``rows`` as a host array: one asynchronous copy into pinned memory, then
+    the batch's only synchronisation (nothing waits on the device per input)."""
+    if rows.device.type == "cpu":
+        return rows.numpy()
+    host = torch.empty(rows.shape, dtype=torch.float32, pin_memory=pinned)
+    host.copy_(rows, non_blocking=pinned)
+    if pinned:
+        torch.cuda.current_stream(rows.device).synchronize()
+    return host.numpy()
 
 
 def module_inputs(batch: ModelInputs, token_types: bool, device: str = "cpu") -> dict[str, torch.Tensor]:

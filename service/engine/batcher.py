@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.runtime.contract import EncoderBackend
+from models.runtime.errors import DeviceOutOfMemoryError
 from models.runtime.tokenization import TextTokenizer
 from service.engine.queue import BatchQueue, PendingRequest, WorkItem
 from service.errors import DeadlineExceededError, InferenceError
@@ -86,11 +87,13 @@ class Batcher:
         started = self.batch_started = time.perf_counter()
         try:
             rows = self.backend.forward(inputs)
+        except DeviceOutOfMemoryError as exc:  # retryable (503): the model runs the next batch as usual
+            logger.warning("model %s: %s", self.name, exc)
+            _fail_all(live, exc)
+            return
         except Exception:  # a failing batch must fail its requests, not the thread
             logger.exception("model %s failed on a batch of %d inputs", self.name, len(live))
-            error = InferenceError(f"model {self.name!r} failed to run this batch")
-            for request in {id(i.request): i.request for i in live}.values():
-                _finish(request, error)
+            _fail_all(live, InferenceError(f"model {self.name!r} failed to run this batch"))
             return
         finally:
             self.batch_started = None
@@ -120,6 +123,11 @@ def _deliver(item: WorkItem, row: np.ndarray, started: float, ended: float) -> N
     request.remaining -= 1
     if request.remaining == 0:
         request.on_done(request)
+
+
+def _fail_all(items: list[WorkItem], error: BaseException) -> None:
+    for request in {id(i.request): i.request for i in items}.values():
+        _finish(request, error)
 
 
 def _finish(request: PendingRequest, error: BaseException) -> None:

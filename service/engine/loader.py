@@ -15,6 +15,7 @@ from pathlib import Path
 
 from models.runtime import builtins as defaults
 from models.runtime.contract import EncoderBackend
+from models.runtime.devices import default_batch_limits
 from models.runtime.drift import Drift, OnnxReference, check_floor, measure_drift
 from models.runtime.errors import ModelLoadError
 from models.runtime.factory import create_backend
@@ -116,7 +117,7 @@ class ModelLoader:
             description,
             tokenizer,
             backend,
-            self._engine_config(),
+            self._engine_config(backend, description),
             self._tokenize_pool,
             cached=self._cached_rows(spec, description, runtime),
         )
@@ -125,12 +126,14 @@ class ModelLoader:
         engine.start()
         seconds = time.perf_counter() - started
         logger.info(
-            "model %s loaded (%s, %s %s on %s) in %.1f s",
+            "model %s loaded (%s, %s %s on %s; batches up to %d padded tokens, %d inputs) in %.1f s",
             spec.name,
             description.task,
             runtime,
             backend.dtype,
             backend.device,
+            engine.queue.limits.batch_tokens,
+            engine.queue.limits.batch_items,
             seconds,
         )
         return LoadedModel(spec, engine, backend.device, runtime, backend.dtype, seconds, drift)
@@ -163,13 +166,17 @@ class ModelLoader:
         )
         return CachedRows(self._cache, scope)
 
-    def _engine_config(self) -> EngineConfig:
+    def _engine_config(self, backend: EncoderBackend, description: ModelDescription) -> EngineConfig:
         settings = self._settings
+        batch_tokens, batch_items = settings.max_batch_tokens, settings.max_batch_requests
+        if batch_tokens is None or batch_items is None:  # defaults depend on the device (and its memory)
+            tokens, items = default_batch_limits(backend.device, description.path, backend.dtype)
+            batch_tokens, batch_items = batch_tokens or tokens, batch_items or items
         limits = QueueLimits(
             max_requests=settings.max_concurrent_requests,
             max_tokens=settings.max_queue_tokens,
-            batch_tokens=settings.max_batch_tokens,
-            batch_items=settings.max_batch_requests,
+            batch_tokens=batch_tokens,
+            batch_items=batch_items,
             saturation=settings.ready_queue_fraction,
         )
         return EngineConfig(

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.runtime.errors import InputTooLongError, ModelError
+from models.runtime.errors import DeviceOutOfMemoryError, InputTooLongError, ModelError
 from service.errors import (
     ClientDisconnectedError,
     DeadlineExceededError,
@@ -40,6 +40,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     InvalidInputError: (422, "validation"),
     InputTooLongError: (422, "input_too_long"),
     NotReadyError: (503, "not_ready"),
+    DeviceOutOfMemoryError: (503, "out_of_memory"),
     OverloadedError: (429, "overloaded"),
     DeadlineExceededError: (504, "timeout"),
     InferenceError: (500, "backend"),
@@ -61,6 +62,11 @@ OPENAI_ERROR_TYPES = {
     504: "server_error",
 }
 _INTERNAL = "internal error; see the server log"
+#: The rejections metric's reason for errors that carry none of their own.
+_REJECTION_REASONS: dict[type[Exception], str] = {
+    DeadlineExceededError: "deadline",
+    DeviceOutOfMemoryError: "out_of_memory",
+}
 
 
 def status_for(exc: Exception) -> tuple[int, str]:
@@ -97,12 +103,14 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     # Mapped domain errors carry messages written for clients; anything unmapped may hold internals.
     message = _INTERNAL if error_type == "internal" else str(exc)
     headers = None
-    if isinstance(exc, OverloadedError | DeadlineExceededError):
-        reason = exc.reason if isinstance(exc, OverloadedError) else "deadline"
+    if isinstance(exc, OverloadedError | DeadlineExceededError | DeviceOutOfMemoryError):
+        reason = _REJECTION_REASONS.get(type(exc)) or getattr(exc, "reason", "overloaded")
         model = getattr(request.state, "model", "")
         request.app.state.metrics.rejections.labels(model, reason).inc()
     if isinstance(exc, OverloadedError):
         headers = {"Retry-After": str(exc.retry_after_s)}
+    elif isinstance(exc, DeviceOutOfMemoryError):
+        headers = {"Retry-After": "1"}  # the next batch usually fits: retrying is the right move
     return error_response(request, status, error_type, message, headers)
 
 
