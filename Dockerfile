@@ -5,6 +5,7 @@
 # ONNX-only folders of the built-ins (graph, config, tokenizer; no weights). For CUDA (the serving venv
 # keeps PyTorch and the built-ins keep their weights):
 #   --build-arg SERVE_EXTRAS=torch --build-arg TORCH_SPEC=torch==2.13.0 --build-arg TORCH_INDEX_URL=
+# Load-time int8 (quantize=int8) of models configured later needs the onnx package: SERVE_EXTRAS=int8.
 # (PyPI's Linux wheel bundles the CUDA libraries; the host provides the driver.)
 # BASE_IMAGE: a Debian bookworm image; python3 and python3-venv are installed when it lacks them.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
