@@ -56,9 +56,9 @@ RUN rm -rf build ./*.egg-info \
  && /opt/bertserve/bin/pip uninstall --yes pip setuptools
 
 # Where the built-in models are built: the full stack with PyTorch. `bertserve models prepare` fine-tunes
-# the sentiment classifier (a few minutes on a CPU; its training data comes from PyPI) and exports both
-# ONNX graphs into /data. /export gets what the runtime copies: ONNX-only folders of both built-ins (CPU
-# image), or the full /data and the embedder's files (SERVE_EXTRAS=torch).
+# the sentiment classifier and the reranker (minutes on a CPU; their training data comes from PyPI) and
+# exports the ONNX graphs into /data. /export gets what the runtime copies: ONNX-only folders of the
+# built-ins (CPU image), or the full /data and the embedder's files (SERVE_EXTRAS=torch).
 FROM base AS prepare
 ARG SERVE_EXTRAS=
 ARG TORCH_SPEC
@@ -86,7 +86,7 @@ RUN rm -rf build ./*.egg-info \
       *) /opt/bertserve/bin/python -c "from pathlib import Path; \
 from models.training.onnx_folder import write_builtin_onnx_folders as w; w(Path('/data'), Path('/export'))" \
         && mkdir -p /export/data/models \
-        && mv /export/minilm-sentiment /export/data/models/ \
+        && mv /export/minilm-sentiment /export/minilm-reranker /export/data/models/ \
         && mv /export/all-minilm-l6-v2 /export/embedder ;; \
     esac
 

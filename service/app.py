@@ -22,7 +22,7 @@ from service.http.errors import install_error_handlers
 from service.http.middleware import BodyLimitMiddleware, RequestObserverMiddleware
 from service.http.openapi import install_openapi
 from service.metrics import Metrics
-from service.routes import classify, embed, meta, openai
+from service.routes import classify, embed, meta, openai, rerank, retrieval, root
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
         title="bertserve",
         version=__version__,
         lifespan=lifespan,
-        description="Embeddings and classification with BERT-family encoders.",
+        description="Embeddings, classification and reranking with BERT-family encoders.",
         # Off by default: FastAPI looks up the global OpenTelemetry providers on every request.
         telemetry={
             "tracing": settings.opentelemetry,
@@ -76,7 +76,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     app.state.metrics = metrics
     app.state.registry = registry
     install_error_handlers(app)
-    for module in (embed, classify, openai, meta):
+    for module in (embed, classify, openai, rerank, retrieval, root, meta):
         app.include_router(module.router)
     # Outermost last: metrics see every response, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -33,7 +33,8 @@ class ModelSpec(BaseModel):
         description="Name clients use in the request's `model` field.",
     )
     source: str = Field(
-        description="Local folder, hub id (org/name), or builtin:all-minilm-l6-v2 / builtin:minilm-sentiment."
+        description="Local folder, hub id (org/name), or builtin:all-minilm-l6-v2 / builtin:minilm-sentiment "
+        "/ builtin:minilm-reranker."
     )
     task: TaskChoice = Field("auto", description="embed, classify, or auto (from config.json).")
     device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda or cuda:N.")
@@ -62,12 +63,26 @@ class ModelSpec(BaseModel):
         description="Refuse to start unless the model's outputs stay at least this close (cosine, worst "
         "sample) to its base's: a variant's base model, or float32 for quantize=int8.",
     )
+    prompts: dict[str, str] | None = Field(
+        None,
+        description="Named prompts put before inputs (JSON object), added to those of the folder's "
+        "config_sentence_transformers.json.",
+    )
+    default_prompt_name: str | None = Field(
+        None, description="The prompt used when a request names none (default: the folder's, else none)."
+    )
+    long_inputs: Literal["truncate", "error", "chunk"] = Field(
+        "truncate",
+        description="Embedding inputs over the token limit when a request does not choose: truncate, "
+        "error (422), or chunk (overlapping windows, token-weighted mean).",
+    )
 
 
 def _default_models() -> list[ModelSpec]:
     return [
         ModelSpec(name="all-MiniLM-L6-v2", source=defaults.EMBEDDER),
         ModelSpec(name="minilm-sentiment", source=defaults.CLASSIFIER, task="classify"),
+        ModelSpec(name="minilm-reranker", source=defaults.RERANKER, task="classify"),
     ]
 
 
@@ -80,8 +95,8 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
     models: list[ModelSpec] = Field(
         default_factory=_default_models,
-        description="Models to serve (JSON list). Default: all-MiniLM-L6-v2 and the sentiment "
-        "classifier fine-tuned from it.",
+        description="Models to serve (JSON list). Default: all-MiniLM-L6-v2, and the sentiment "
+        "classifier and the reranker fine-tuned from it.",
     )
     home: Path = Field(
         default_factory=_default_home,
@@ -125,6 +140,12 @@ class Settings(BaseSettings):
         "(tens of microseconds, cheaper than two thread hand-offs); larger ones in the tokenizer pool.",
     )
     max_client_batch_size: int = Field(256, ge=1, description="Inputs per request at most; more gets 413.")
+    max_rerank_documents: int = Field(
+        1000,
+        ge=1,
+        description="Documents per rerank request at most (they are spread over model batches); more "
+        "gets 413.",
+    )
     max_input_chars: int = Field(100_000, ge=1, description="Characters per input at most; more gets 413.")
     max_total_chars: int = Field(
         2_000_000, ge=1, description="Characters in all inputs of one request at most; more gets 413."

@@ -7,7 +7,7 @@ from service.cli import ENV_ONLY_SETTINGS
 from service.settings import Settings
 
 #: Defaults whose value depends on the machine or is too long for a table cell.
-_SHOWN_DEFAULTS = {"models": "embedded MiniLM + sentiment", "home": "`~/.cache/bertserve`"}
+_SHOWN_DEFAULTS = {"models": "embedded MiniLM + sentiment + reranker", "home": "`~/.cache/bertserve`"}
 
 
 def _flag(name: str) -> str:

@@ -88,6 +88,21 @@ def build_tiny_classifier(target: Path, seed: int = 1) -> Path:
     return target
 
 
+def build_tiny_reranker(target: Path, seed: int = 2) -> Path:
+    """A 2-layer BERT cross-encoder: a sequence classifier with one label (a relevance logit)."""
+    torch.manual_seed(seed)
+    config = BertConfig(**TINY, num_labels=1, id2label={0: "relevance"}, label2id={"relevance": 0})
+    BertForSequenceClassification(config).save_pretrained(target, safe_serialization=True)
+    copy_tokenizer(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random one-label classifier (a reranker)."""
+    return build_tiny_reranker(tmp_path_factory.mktemp("tiny-reranker"))
+
+
 @pytest.fixture(scope="session")
 def tiny_embedder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny random embedder (mean pooling, 64 token positions)."""

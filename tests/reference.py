@@ -36,3 +36,20 @@ def reference_logits(folder: Path, texts: list[str]) -> np.ndarray:
                 for text in texts
             ]
         )
+
+
+def reference_pair_logits(folder: Path, pairs: list[tuple[str, str]], max_length: int = 64) -> np.ndarray:
+    """Classifier logits of text pairs (token types 0 then 1), cut longest-first, one pair at a time."""
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    with torch.inference_mode():
+        return np.stack(
+            [
+                model(
+                    **tokenizer(a, b, return_tensors="pt", truncation="longest_first", max_length=max_length)
+                )
+                .logits[0]
+                .numpy()
+                for a, b in pairs
+            ]
+        )

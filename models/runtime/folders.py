@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,10 @@ class ModelDescription:
     fingerprint: str
     variant: dict[str, Any] | None
     weights: Path
+    #: Named prompts put before inputs (sentence-transformers' ``config_sentence_transformers.json``).
+    prompts: dict[str, str] = field(default_factory=dict)
+    #: The prompt used when a request names none (None: no prompt).
+    default_prompt_name: str | None = None
 
     @property
     def onnx_only(self) -> bool:
@@ -224,6 +228,21 @@ def _file_digest(file: Path, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def read_prompts(path: Path) -> tuple[dict[str, str], str | None]:
+    """The named prompts and default prompt name of a sentence-transformers folder (none when absent)."""
+    file = path / "config_sentence_transformers.json"
+    if not file.is_file():
+        return {}, None
+    config = read_json(file)
+    prompts = config.get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise ModelLoadError(f"{file}: prompts must map names to strings")
+    default = config.get("default_prompt_name")
+    if default is not None and default not in prompts:
+        raise ModelLoadError(f"{file}: default_prompt_name {default!r} is not one of its prompts")
+    return {str(k): v for k, v in prompts.items()}, default
+
+
 def describe_model(
     path: Path,
     task: Task | None = None,
@@ -250,6 +269,7 @@ def describe_model(
         id2label = config.get("id2label") or {}
         count = int(config.get("num_labels", len(id2label) or 2))
         labels = tuple(str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(count))
+    prompts, default_prompt = read_prompts(path)
     return ModelDescription(
         path=path,
         model_type=model_type,
@@ -261,4 +281,6 @@ def describe_model(
         fingerprint=fingerprint(weights, variant),
         variant=variant,
         weights=weights,
+        prompts=prompts,
+        default_prompt_name=default_prompt,
     )

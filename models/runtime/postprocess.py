@@ -15,11 +15,27 @@ def finish_embeddings(rows: np.ndarray, normalize: bool, dimensions: int | None)
     return out
 
 
+def pool_windows(rows: np.ndarray, owners: list[int], weights: list[int], count: int) -> np.ndarray:
+    """Per text, the mean of its windows' rows weighted by their tokens (a long input embedded in
+    chunks; normalise afterwards)."""
+    weight = np.asarray(weights, dtype=np.float32)
+    out = np.zeros((count, rows.shape[1]), dtype=np.float32)
+    total = np.zeros(count, dtype=np.float32)
+    np.add.at(out, owners, rows * weight[:, None])
+    np.add.at(total, owners, weight)
+    return out / total[:, None]
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax, stable for large logits."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function, stable for large logits of either sign."""
+    return np.exp(-np.logaddexp(0.0, -logits)).astype(np.float32)
 
 
 def rank_labels(

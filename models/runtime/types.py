@@ -16,3 +16,6 @@ PoolingChoice = Literal["auto", Pooling]
 #: A device setting: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (checked against the machine by
 #: :func:`models.runtime.devices.resolve_device`).
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
+
+#: One model input: a text, or a text pair (query and document, premise and hypothesis).
+ModelInput = str | tuple[str, str]

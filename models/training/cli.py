@@ -67,8 +67,16 @@ def add_commands(models: argparse.ArgumentParser) -> Any:
     common.add_argument("--home", help="data directory (default BERTSERVE_HOME or ~/.cache/bertserve)")
     common.add_argument("--no-progress", action="store_true", help="hide progress bars")
     sub.add_parser("data", parents=[common], help="fetch and verify (sha256) STS-B and Rotten Tomatoes")
-    finetune = sub.add_parser("finetune", parents=[common], help="fine-tune the default sentiment classifier")
-    finetune.add_argument("--out", type=Path, help="output folder (default: the builtin classifier's place)")
+    finetune = sub.add_parser(
+        "finetune", parents=[common], help="fine-tune the default sentiment classifier or reranker"
+    )
+    finetune.add_argument(
+        "--task",
+        choices=["sentiment", "rerank"],
+        default="sentiment",
+        help="sentiment: the fresh/rotten classifier; rerank: the STS-B cross-encoder",
+    )
+    finetune.add_argument("--out", type=Path, help="output folder (default: the builtin's place)")
     finetune.add_argument("--epochs", type=int)
     finetune.add_argument("--max-train-examples", type=int)
     for name, text in (
@@ -233,21 +241,22 @@ def run(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace, home: Path) -> int:
     from models.training.finetune import FinetuneConfig, finetune_classifier
+    from models.training.rerank import finetune_reranker, rerank_config
 
-    config = FinetuneConfig()
+    rerank = args.task == "rerank"
+    config = rerank_config() if rerank else FinetuneConfig()
     if args.epochs is not None:
         config = replace(config, epochs=args.epochs)
     if args.max_train_examples is not None:
         config = replace(config, max_train_examples=args.max_train_examples)
-    out = args.out or defaults.classifier_path(home)
-    result = finetune_classifier(
-        defaults.minilm_path(), out, home, config, progress=not args.no_progress, overwrite=True
-    )
+    out = args.out or (defaults.reranker_path(home) if rerank else defaults.classifier_path(home))
+    train = finetune_reranker if rerank else finetune_classifier
+    result = train(defaults.minilm_path(), out, home, config, progress=not args.no_progress, overwrite=True)
     print(
         json.dumps(
             {
                 "out": str(result.out_dir),
-                "heldout_accuracy": result.heldout_accuracy,
+                ("heldout_spearman" if rerank else "heldout_accuracy"): result.heldout_accuracy,
                 "seconds": round(result.seconds, 1),
             }
         )

@@ -230,9 +230,6 @@ def _train_and_save(
     tokenizer, model = _load_base(base_dir)
     loss = _train(model, tokenizer, train_set, config, progress)
     accuracy = evaluate_accuracy(model, tokenizer, heldout_set, config.eval_batch_size, config.max_length)
-    # transformers 5 always writes safetensors; the flag keeps 4.x doing the same.
-    model.save_pretrained(tmp_dir, safe_serialization=True)
-    tokenizer.save_pretrained(tmp_dir)
     seconds = time.perf_counter() - start
     meta: dict[str, Any] = {
         "base": str(base_dir),
@@ -243,13 +240,22 @@ def _train_and_save(
         "heldout_accuracy": accuracy,
         "train_loss": loss,
         "seconds": round(seconds, 3),
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
     }
-    (tmp_dir / FINETUNE_METADATA).write_text(json.dumps(meta, indent=2), "utf-8")
-    for path in tmp_dir.iterdir():
-        path.chmod(0o644)  # transformers writes the weights as a 0600 temp file
+    save_model(model, tokenizer, tmp_dir, meta)
     return accuracy, seconds
+
+
+def save_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path, meta: dict[str, Any]
+) -> None:
+    """Write weights (safetensors), tokenizer and ``finetune.json`` (``meta`` plus versions) to ``folder``."""
+    # transformers 5 always writes safetensors; the flag keeps 4.x doing the same.
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    meta = {**meta, "torch_version": torch.__version__, "transformers_version": transformers.__version__}
+    (folder / FINETUNE_METADATA).write_text(json.dumps(meta, indent=2), "utf-8")
+    for path in folder.iterdir():
+        path.chmod(0o644)  # transformers writes the weights as a 0600 temp file
 
 
 def finetune_classifier(

@@ -27,14 +27,13 @@ def write_onnx_folder(source: Path, out: Path, onnx_cache: Path, task: str | Non
 
 
 def write_builtin_onnx_folders(home: Path, out: Path) -> list[Path]:
-    """ONNX-only folders of both built-in models (the classifier built in ``home``), under ``out`` by
+    """ONNX-only folders of every built-in model (the trained ones built in ``home``), under ``out`` by
     their builtin names: what the serving image carries instead of their weights."""
-    return [
-        write_onnx_folder(defaults.minilm_path(), out / "all-minilm-l6-v2", home / "onnx"),
-        write_onnx_folder(
-            defaults.resolve_builtin(defaults.CLASSIFIER, home),
-            out / "minilm-sentiment",
-            home / "onnx",
-            "classify",
-        ),
-    ]
+    folders = [write_onnx_folder(defaults.minilm_path(), out / "all-minilm-l6-v2", home / "onnx")]
+    for source in (defaults.CLASSIFIER, defaults.RERANKER):
+        name = source.removeprefix(defaults.BUILTIN_PREFIX)
+        folder = write_onnx_folder(
+            defaults.resolve_builtin(source, home), out / name, home / "onnx", "classify"
+        )
+        folders.append(folder)
+    return folders

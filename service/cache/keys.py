@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.runtime.types import ModelInput
+
 _SCHEMA = b"bertserve-row-v1"
 
 
@@ -27,9 +29,11 @@ class RowScope:
     pooling: str
     max_tokens: int
 
-    def key(self, text: str, direction: str) -> str:
-        """Hex sha256 of the scope, the truncation direction and the text (length-prefixed fields)."""
+    def key(self, text: ModelInput, direction: str, mode: str = "") -> str:
+        """Hex sha256 of the scope, the truncation direction, the text (both texts of a pair) and the
+        long-input mode when it is not the default (length-prefixed fields: no two inputs collide)."""
         digest = hashlib.sha256(_SCHEMA)
+        texts = (text,) if isinstance(text, str) else ("\0pair", *text)
         fields = (
             self.fingerprint,
             self.runtime,
@@ -38,7 +42,8 @@ class RowScope:
             self.pooling,
             str(self.max_tokens),
             direction,
-            text,
+            *texts,
+            *((f"\0{mode}",) if mode else ()),
         )
         for field in fields:
             data = field.encode("utf-8", "surrogatepass")

@@ -13,11 +13,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from models.runtime.types import ModelInput
 from service.cache.keys import CachedRow, RowScope
 from service.cache.tiers import ResultCache
 from service.engine.usage import Usage
 
-Compute = Callable[[list[str]], Awaitable[tuple[np.ndarray, Usage]]]
+Compute = Callable[[list[ModelInput]], Awaitable[tuple[np.ndarray, Usage]]]
 
 
 class _LeaderFailedError(Exception):
@@ -35,9 +36,12 @@ class CachedRows:
         self.on_join = on_join
         self._inflight: dict[str, asyncio.Future[CachedRow]] = {}
 
-    async def rows(self, texts: list[str], direction: str, compute: Compute) -> tuple[np.ndarray, Usage]:
-        """Rows for ``texts`` in order; ``compute`` runs the model on the texts nobody has."""
-        keys = [self.scope.key(text, direction) for text in texts]
+    async def rows(
+        self, texts: list[ModelInput], direction: str, compute: Compute, mode: str = ""
+    ) -> tuple[np.ndarray, Usage]:
+        """Rows for ``texts`` in order; ``compute`` runs the model on the texts nobody has; ``mode``
+        names a non-default long-input treatment (part of the key)."""
+        keys = [self.scope.key(text, direction, mode) for text in texts]
         text_of = dict(zip(keys, texts, strict=True))
         found = await self.cache.get_many(list(text_of))
         waiting = {k: self._inflight[k] for k in text_of if k not in found and k in self._inflight}
@@ -54,17 +58,19 @@ class CachedRows:
         cached_tokens = sum(found[key].tokens for key in keys) - usage.tokens
         return np.stack([found[key].row for key in keys]), replace(usage, cached_tokens=cached_tokens)
 
-    async def refresh(self, texts: list[str], direction: str, compute: Compute) -> tuple[np.ndarray, Usage]:
+    async def refresh(
+        self, texts: list[ModelInput], direction: str, compute: Compute, mode: str = ""
+    ) -> tuple[np.ndarray, Usage]:
         """Compute ``texts`` without looking them up, then store the fresh rows."""
         rows, usage = await compute(texts)
-        keys = [self.scope.key(text, direction) for text in texts]
+        keys = [self.scope.key(text, direction, mode) for text in texts]
         entries = [CachedRow(row, tokens) for row, tokens in zip(rows, usage.item_tokens, strict=True)]
         self.cache.put_many(dict(zip(keys, entries, strict=True)))
         return rows, usage
 
     @staticmethod
     async def _compute_into(
-        keys: list[str], text_of: dict[str, str], found: dict[str, CachedRow], compute: Compute
+        keys: list[str], text_of: dict[str, ModelInput], found: dict[str, CachedRow], compute: Compute
     ) -> Usage:
         rows, usage = await compute([text_of[key] for key in keys])
         for key, row, tokens in zip(keys, rows, usage.item_tokens, strict=True):
@@ -72,7 +78,7 @@ class CachedRows:
         return usage
 
     async def _lead(
-        self, keys: list[str], text_of: dict[str, str], found: dict[str, CachedRow], compute: Compute
+        self, keys: list[str], text_of: dict[str, ModelInput], found: dict[str, CachedRow], compute: Compute
     ) -> Usage:
         loop = asyncio.get_running_loop()
         futures: dict[str, asyncio.Future[CachedRow]] = {key: loop.create_future() for key in keys}

@@ -7,6 +7,7 @@ assembles the engine and warms it up. The registry (lookup, readiness, close) ho
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from concurrent.futures import Executor
@@ -42,6 +43,15 @@ def build_missing_builtin(source: str, home: Path) -> None:
             "(pip install 'bertserve[torch]', or run `bertserve models prepare` where it is installed)"
         ) from exc
     build_builtin(source, home, progress=True)
+
+
+def with_prompts(description: ModelDescription, spec: ModelSpec) -> ModelDescription:
+    """The folder's prompts with the spec's added (the spec wins on a name) and its default prompt."""
+    prompts = {**description.prompts, **(spec.prompts or {})}
+    default = spec.default_prompt_name or description.default_prompt_name
+    if default is not None and default not in prompts:
+        raise ModelLoadError(f"default_prompt_name {default!r} is not one of its prompts")
+    return dataclasses.replace(description, prompts=prompts, default_prompt_name=default)
 
 
 @dataclass(frozen=True)
@@ -85,12 +95,13 @@ class ModelLoader:
                 path = defaults.resolve_builtin(spec.source, self._settings.home)
             else:
                 path = resolve_source(spec.source, spec.revision)
-            return describe_model(
+            description = describe_model(
                 path,
                 task=None if spec.task == "auto" else spec.task,
                 pooling=None if spec.pooling == "auto" else spec.pooling,
                 max_tokens=spec.max_input_tokens,
             )
+            return with_prompts(description, spec)
         except ModelLoadError as exc:
             raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
 
@@ -117,7 +128,7 @@ class ModelLoader:
             description,
             tokenizer,
             backend,
-            self._engine_config(backend, description),
+            self._engine_config(spec, backend, description),
             self._tokenize_pool,
             cached=self._cached_rows(spec, description, runtime),
         )
@@ -166,7 +177,9 @@ class ModelLoader:
         )
         return CachedRows(self._cache, scope)
 
-    def _engine_config(self, backend: EncoderBackend, description: ModelDescription) -> EngineConfig:
+    def _engine_config(
+        self, spec: ModelSpec, backend: EncoderBackend, description: ModelDescription
+    ) -> EngineConfig:
         settings = self._settings
         batch_tokens, batch_items = settings.max_batch_tokens, settings.max_batch_requests
         if batch_tokens is None or batch_items is None:  # defaults depend on the device (and its memory)
@@ -180,5 +193,9 @@ class ModelLoader:
             saturation=settings.ready_queue_fraction,
         )
         return EngineConfig(
-            limits, settings.max_wait_ms / 1000, settings.request_timeout_s, settings.inline_tokenize_chars
+            limits,
+            settings.max_wait_ms / 1000,
+            settings.request_timeout_s,
+            settings.inline_tokenize_chars,
+            spec.long_inputs,
         )

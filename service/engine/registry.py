@@ -100,14 +100,14 @@ class ModelRegistry:
             raise NotReadyError("models are still loading; retry shortly")
         if name is None:
             for loaded in self.models:
-                if loaded.engine.task == task:
+                if loaded.engine.serves(task):
                     return loaded.engine
             raise ModelNotFoundError(f"no {task} model is served")
         loaded_model = self._models.get(name)
         if loaded_model is None:
             raise ModelNotFoundError(f"model {name!r} is not served (served: {', '.join(self._models)})")
-        if loaded_model.engine.task != task:
-            raise WrongTaskError(f"model {name!r} is a {loaded_model.engine.task} model, not {task}")
+        if not loaded_model.engine.serves(task):
+            raise WrongTaskError(f"model {name!r} is a {loaded_model.engine.kind} model, not {task}")
         return loaded_model.engine
 
     def close(self) -> None:

@@ -15,6 +15,8 @@ class Usage:
     tokenize_s: float = 0.0
     queue_s: float = 0.0
     inference_s: float = 0.0
+    #: Windows computed for inputs embedded in chunks (0: none chunked).
+    chunks: int = 0
 
     @property
     def tokens(self) -> int:
@@ -37,4 +39,5 @@ class Usage:
             tokenize_s=self.tokenize_s + other.tokenize_s,
             queue_s=max(self.queue_s, other.queue_s),
             inference_s=self.inference_s + other.inference_s,
+            chunks=self.chunks + other.chunks,
         )

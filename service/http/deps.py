@@ -45,7 +45,12 @@ async def get_serving(request: Request) -> Serving:
     """Registry, metrics and input limits of the app."""
     state = request.app.state
     settings: Settings = state.settings
-    limits = InputLimits(settings.max_client_batch_size, settings.max_input_chars, settings.max_total_chars)
+    limits = InputLimits(
+        settings.max_client_batch_size,
+        settings.max_input_chars,
+        settings.max_total_chars,
+        settings.max_rerank_documents,
+    )
     return Serving(state.registry, state.metrics, limits)
 
 

@@ -69,6 +69,12 @@ _REJECTION_REASONS: dict[type[Exception], str] = {
 }
 
 
+def openai_shaped(path: str) -> bool:
+    """Whether errors on ``path`` take OpenAI's shape: under /v1/, but for /v1/rerank (Cohere and Jina
+    clients read the plain shape's message)."""
+    return path.startswith("/v1/") and path != "/v1/rerank"
+
+
 def status_for(exc: Exception) -> tuple[int, str]:
     """HTTP status and error_type for a domain error (500 / internal for anything unknown)."""
     for cls in type(exc).__mro__:
@@ -79,7 +85,7 @@ def status_for(exc: Exception) -> tuple[int, str]:
 
 def error_body(path: str, status: int, error_type: str, message: str) -> dict[str, object]:
     """The error body in the shape the route's clients expect (OpenAI's under ``/v1/``)."""
-    if not path.startswith("/v1/"):
+    if not openai_shaped(path):
         return {"error": message, "error_type": error_type}
     fallback = "server_error" if status >= 500 else "invalid_request_error"
     openai_type = OPENAI_ERROR_TYPES.get(status, fallback)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence as Sequence_
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from models.runtime.types import Direction as TruncationDirection
+from models.runtime.types import ModelInput
 from service.errors import EmptyInputError, PayloadTooLargeError
 
 #: Request bodies are strict JSON: no "true" for a boolean, no 5.0 or true for an integer.
@@ -38,6 +40,13 @@ Direction = Annotated[
 ]
 ModelName = Annotated[Text, Field(min_length=1, max_length=256)]
 Inputs = Text | list[Text]
+#: A text pair ``[a, b]`` (query and document, premise and hypothesis).
+Pair = Annotated[list[Text], Field(min_length=2, max_length=2)]
+#: TEI's sequence of /predict: one text ``["a"]`` or a pair ``["a", "b"]``.
+Sequence = Annotated[list[Text], Field(min_length=1, max_length=2)]
+PromptName = Annotated[Text, Field(min_length=1, max_length=128)]
+PromptText = Annotated[Text, Field(max_length=4096)]
+LongInputs = Literal["truncate", "error", "chunk"]
 
 
 @dataclass(frozen=True)
@@ -47,24 +56,30 @@ class InputLimits:
     max_inputs: int
     max_chars: int
     max_total_chars: int
+    max_documents: int = 1000
 
 
-def check_inputs(inputs: str | list[str], limits: InputLimits) -> list[str]:
-    """Normalise ``inputs`` to a list and enforce the request limits (400 empty, 413 too large)."""
-    texts = [inputs] if isinstance(inputs, str) else inputs
+def check_inputs(
+    inputs: str | Sequence_[ModelInput], limits: InputLimits, max_inputs: int | None = None
+) -> list[ModelInput]:
+    """Normalise ``inputs`` (texts or pairs) to a list and enforce the request limits (400 empty, 413
+    too large); ``max_inputs`` overrides the per-request input count (rerank's document limit)."""
+    texts: list[ModelInput] = [inputs] if isinstance(inputs, str) else list(inputs)
     if not texts:
         raise EmptyInputError("inputs is empty")
-    if len(texts) > limits.max_inputs:
-        raise PayloadTooLargeError(f"{len(texts)} inputs in one request; the limit is {limits.max_inputs}")
+    most = limits.max_inputs if max_inputs is None else max_inputs
+    if len(texts) > most:
+        raise PayloadTooLargeError(f"{len(texts)} inputs in one request; the limit is {most}")
     total = 0
-    for index, text in enumerate(texts):
-        if not text:
-            raise EmptyInputError(f"input {index} is an empty string")
-        if len(text) > limits.max_chars:
-            raise PayloadTooLargeError(
-                f"input {index} has {len(text)} characters; the limit is {limits.max_chars}"
-            )
-        total += len(text)
+    for index, item in enumerate(texts):
+        for text in (item,) if isinstance(item, str) else item:
+            if not text:
+                raise EmptyInputError(f"input {index} is an empty string")
+            if len(text) > limits.max_chars:
+                raise PayloadTooLargeError(
+                    f"input {index} has {len(text)} characters; the limit is {limits.max_chars}"
+                )
+            total += len(text)
     if total > limits.max_total_chars:
         raise PayloadTooLargeError(f"{total} characters in all inputs; the limit is {limits.max_total_chars}")
     return texts
@@ -82,20 +97,36 @@ class EmbedRequest(BaseModel):
     dimensions: int | None = Field(
         None, ge=1, le=65536, description="Keep the first N dimensions (before normalising)."
     )
+    prompt_name: PromptName | None = Field(None, description="A prompt of the model, put before each input.")
+    prompt: PromptText | None = Field(None, description="A prompt text put before each input.")
+    long_inputs: LongInputs | None = Field(
+        None,
+        description="Inputs over the token limit: truncate, error (422), or chunk (windows averaged); "
+        "default: the model's setting (truncate: false means error).",
+    )
     model: ModelName | None = Field(None, description="Served model name; default: first embedder.")
 
 
 class ClassifyRequest(BaseModel):
-    """POST /classify and /predict (TEI-compatible)."""
+    """POST /classify: texts or text pairs."""
 
     model_config = STRICT
 
-    inputs: Inputs = Field(description="One text or a list of texts.")
+    inputs: Text | list[Text | Pair] = Field(description="One text, or a list of texts and [a, b] pairs.")
     raw_scores: bool = Field(False, description="Return logits instead of softmax probabilities.")
     top_k: int | None = Field(None, ge=1, le=4096, description="Keep the K best labels per input.")
     truncate: bool = Field(True, description="Cut over-long inputs instead of refusing them.")
     truncation_direction: Direction = Field("right", description="Which end to cut.")
     model: ModelName | None = Field(None, description="Served model name; default: first classifier.")
+
+
+class PredictRequest(ClassifyRequest):
+    """POST /predict, exactly as TEI: a text, one sequence (``["a"]`` or the pair ``["a", "b"]``), or a
+    batch of sequences (``[["a"], ["premise", "hypothesis"]]``)."""
+
+    inputs: Text | Sequence | list[Sequence] = Field(  # type: ignore[assignment]
+        description="A text, a sequence [a] or pair [a, b], or a list of sequences."
+    )
 
 
 class LabelScore(BaseModel):
@@ -116,6 +147,9 @@ class OpenAIEmbeddingRequest(BaseModel):
         "float", description="float: JSON numbers; base64: little-endian float32 bytes."
     )
     dimensions: int | None = Field(None, ge=1, le=65536, description="Keep the first N dimensions.")
+    prompt_name: PromptName | None = Field(None, description="A prompt of the model, put before each input.")
+    prompt: PromptText | None = Field(None, description="A prompt text put before each input.")
+    long_inputs: LongInputs | None = Field(None, description="As on /embed.")
     user: Text | None = Field(None, max_length=256, description="Ignored (OpenAI compatibility).")
 
 

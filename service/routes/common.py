@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request, Response
 
+from models.runtime.types import ModelInput
 from service.engine.model_engine import CachePolicy, ModelEngine
 from service.engine.usage import Usage
 from service.errors import ClientDisconnectedError
@@ -29,14 +30,18 @@ def json_response(content: Any, headers: dict[str, str] | None = None) -> Respon
 
 
 def usage_headers(usage: Usage, started: float) -> dict[str, str]:
-    """Timing (ms) and cost headers of a served request; ``started`` is the handler's start."""
-    return {
+    """Timing (ms) and cost headers of a served request; ``started`` is the handler's start.
+    ``x-chunks``: windows computed for inputs embedded in chunks, when there were any."""
+    headers = {
         "x-compute-tokens": str(usage.tokens),
         "x-tokenization-time": f"{usage.tokenize_s * 1000:.3f}",
         "x-queue-time": f"{usage.queue_s * 1000:.3f}",
         "x-inference-time": f"{usage.inference_s * 1000:.3f}",
         "x-total-time": f"{(time.perf_counter() - started) * 1000:.3f}",
     }
+    if usage.chunks:
+        headers["x-chunks"] = str(usage.chunks)
+    return headers
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
@@ -109,19 +114,31 @@ class InferenceCall:
     request: Request
     serving: Serving
     engine: ModelEngine
-    texts: list[str]
+    texts: list[ModelInput]
     started: float
 
     @classmethod
     def begin(
-        cls, request: Request, serving: Serving, inputs: str | list[str], model: str | None, task: str
+        cls,
+        request: Request,
+        serving: Serving,
+        inputs: str | Sequence[ModelInput],
+        model: str | None,
+        task: str,
+        max_inputs: int | None = None,
     ) -> InferenceCall:
-        """Check the inputs against the limits and pick the model (errors map to 4xx)."""
+        """Check the inputs against the limits and pick the model (errors map to 4xx); ``max_inputs``
+        replaces the per-request input limit (rerank's document limit)."""
         started = time.perf_counter()
-        texts = check_inputs(inputs, serving.limits)
+        texts = check_inputs(inputs, serving.limits, max_inputs)
         engine = serving.registry.get(model, task)
         label_model(request, engine.name)
         return cls(request, serving, engine, texts, started)
+
+    @property
+    def strings(self) -> list[str]:
+        """The inputs of a route that takes texts only (its schema admits no pairs)."""
+        return [text for text in self.texts if isinstance(text, str)]
 
     @property
     def cache(self) -> CachePolicy:

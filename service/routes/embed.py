@@ -23,6 +23,8 @@ async def embed(body: EmbedRequest, request: Request, serving: ServingDep) -> Re
         direction=body.truncation_direction,
         dimensions=body.dimensions,
         cache=call.cache,
+        prompt=call.engine.prompt_text(body.prompt_name, body.prompt),
+        long_inputs=body.long_inputs,
     )
-    result = await call.run(call.engine.embed(call.texts, options))
+    result = await call.run(call.engine.embed(call.strings, options))
     return call.respond(result.usage, result.vectors)

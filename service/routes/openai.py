@@ -19,8 +19,13 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 async def create_embeddings(body: OpenAIEmbeddingRequest, request: Request, serving: ServingDep) -> Response:
     """Embed ``input``; vectors are L2-normalised, as OpenAI's are."""
     call = InferenceCall.begin(request, serving, body.input, body.model, "embed")
-    options = EmbedOptions(dimensions=body.dimensions, cache=call.cache)
-    result = await call.run(call.engine.embed(call.texts, options))
+    options = EmbedOptions(
+        dimensions=body.dimensions,
+        cache=call.cache,
+        prompt=call.engine.prompt_text(body.prompt_name, body.prompt),
+        long_inputs=body.long_inputs,
+    )
+    result = await call.run(call.engine.embed(call.strings, options))
     vectors = result.vectors
     data = [
         {

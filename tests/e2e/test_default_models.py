@@ -8,12 +8,17 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks.eval_rerank import pair_spearman
 from benchmarks.eval_sts import evaluate_sts
-from models.runtime.builtins import classifier_path, minilm_path
+from models.runtime.builtins import classifier_path, minilm_path, reranker_path
 from models.training.data import load_sts, sentiment_splits
 from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.e2e
+
+#: The default reranker's STS-B test Spearman through /rerank, measured (benchmarks/RESULTS.md; the
+#: issue's goal is 0.85, not reached).
+RERANKER_TEST_SPEARMAN = 0.8284
 
 
 def _sts_sentences(server: Server, count: int) -> list[str]:
@@ -67,10 +72,21 @@ def test_classifier_heldout_accuracy(server: Server) -> None:
     assert accuracy >= 0.80, f"held-out accuracy {accuracy:.3f}"
 
 
-def test_info_reports_both_defaults(server: Server) -> None:
+def test_info_reports_the_defaults(server: Server) -> None:
     info = httpx.get(f"{server.url}/info").json()
     assert [(m["name"], m["task"]) for m in info["models"]] == [
         ("all-MiniLM-L6-v2", "embed"),
         ("minilm-sentiment", "classify"),
+        ("minilm-reranker", "classify"),
     ]
     assert info["models"][1]["labels"] == ["negative", "positive"]
+    assert info["models"][2]["labels"] == ["relevance"]
+
+
+def test_reranker_sts_spearman_through_rerank(server: Server) -> None:
+    metadata = json.loads((reranker_path(server.home) / "finetune.json").read_text())
+    assert metadata["heldout"] == "STS-B dev"
+    pairs = load_sts("test", server.home)
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        spearman = pair_spearman(client, pairs, model="minilm-reranker")
+    assert spearman >= RERANKER_TEST_SPEARMAN - 0.003, f"STS-B test Spearman {spearman:.4f}"

@@ -47,5 +47,8 @@ async def test_predict_flattens_a_single_string(client: httpx.AsyncClient) -> No
     nested = (await client.post("/classify", json={"inputs": TEXTS[0]})).json()
     assert isinstance(single[0], dict)
     assert single == nested[0]
-    listed = (await client.post("/predict", json={"inputs": [TEXTS[0]]})).json()
-    assert listed == nested
+    # TEI: a one-text sequence is still one input (flat); a batch of sequences nests.
+    sequence = (await client.post("/predict", json={"inputs": [TEXTS[0]]})).json()
+    assert sequence == single
+    batch = (await client.post("/predict", json={"inputs": [[TEXTS[0]]]})).json()
+    assert batch == nested

@@ -30,19 +30,32 @@ OPERATIONS = [
     "POST /classify",
     "POST /predict",
     "POST /v1/embeddings",
+    "POST /rerank",
+    "POST /v2/rerank",
+    "POST /v1/rerank",
+    "POST /similarity",
+    "POST /tokenize",
+    "POST /decode",
+    "POST /",
+    "POST /invocations",
     "GET /health",
     "GET /ready",
     "GET /info",
     "GET /metrics",
 ]
 #: Statuses a schema-valid request may get besides 2xx: what JSON Schema cannot express (an unknown
-#: model name, a model of the other task, dimensions above the model's size, an empty string).
+#: model name, a model of the other task, dimensions above the model's size, an empty string, an
+#: unknown prompt name, a body of another route's shape on POST /).
 VALID_BUT_REFUSED = ["2xx", "400", "404", "413", "422"]
 
 
 @pytest.fixture(scope="module", params=["open", "api-keys"])
 def api_schema(
-    request: pytest.FixtureRequest, tiny_embedder: Path, tiny_classifier: Path, shared_home: Path
+    request: pytest.FixtureRequest,
+    tiny_embedder: Path,
+    tiny_classifier: Path,
+    tiny_reranker: Path,
+    shared_home: Path,
 ) -> Iterator[Any]:
     """The live server's OpenAPI schema, loaded by schemathesis (sending a key when keys are on)."""
     keys = [KEY] if request.param == "api-keys" else []
@@ -50,6 +63,7 @@ def api_schema(
         models=[
             {"name": "tiny-embed", "source": str(tiny_embedder)},
             {"name": "tiny-classify", "source": str(tiny_classifier)},
+            {"name": "tiny-rerank", "source": str(tiny_reranker)},
         ],
         home=shared_home,
         threads=1,
@@ -86,7 +100,7 @@ def _with_surrogate(drawn: tuple[schemathesis.Case, str, str]) -> schemathesis.C
     case, prefix, bad = drawn
     body = case.body
     if isinstance(body, dict):
-        for field in ("inputs", "input"):
+        for field in ("inputs", "input", "query", "texts", "documents"):
             if field in body:
                 body[field] = [prefix + bad] if isinstance(body[field], list) else prefix + bad
     return case

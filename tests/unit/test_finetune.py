@@ -189,3 +189,28 @@ def test_length_bucketed_batches_cover_all_and_group_lengths() -> None:
     assert batches != sorted(batches, key=lambda b: lengths[b[0]]), "order is shuffled"
     again = length_bucketed_batches(lengths, 10, random.Random(0))
     assert batches == again
+
+
+def test_finetune_reranker_writes_a_one_label_cross_encoder(tiny_base: Path, tmp_path: Path) -> None:
+    from models.training.data import StsPair
+    from models.training.rerank import RERANK_LABEL, finetune_reranker
+
+    rng = random.Random(3)
+    words = POSITIVE + NEGATIVE + FILLERS
+    pairs = []
+    for i in range(64):
+        text = " ".join(rng.sample(words, 3))
+        pairs.append(StsPair(text, text if i % 2 else " ".join(rng.sample(words, 3)), 5.0 if i % 2 else 0.0))
+    out = tmp_path / "reranker"
+    config = _config(max_length=32)
+    result = finetune_reranker(tiny_base, out, tmp_path, config, progress=False, train=pairs, dev=pairs[:16])
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_labels == 1
+    assert model.config.id2label == {0: RERANK_LABEL}
+    meta = json.loads((out / FINETUNE_METADATA).read_text())
+    assert meta["task"] == "rerank"
+    assert meta["train_examples"] == 128  # both orders of every pair
+    # Identical sentences versus random ones: even a tiny model learns to tell them apart.
+    assert result.heldout_accuracy == meta["heldout_spearman"] > 0.5
+    with pytest.raises(TrainingError, match="already exists"):
+        finetune_reranker(tiny_base, out, tmp_path, config, progress=False, train=pairs, dev=pairs[:16])

@@ -28,7 +28,11 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults_are_the_embedded_models() -> None:
-    assert [m.source for m in Settings().models] == ["builtin:all-minilm-l6-v2", "builtin:minilm-sentiment"]
+    assert [m.source for m in Settings().models] == [
+        "builtin:all-minilm-l6-v2",
+        "builtin:minilm-sentiment",
+        "builtin:minilm-reranker",
+    ]
 
 
 def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
