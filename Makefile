@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, from the constraint, so that nothing later can pull a CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) torch
-	$(PIP) -e .
+	$(PIP) -e '.[torch]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -29,11 +29,13 @@ install-test: $(VENV)/.installed-test
 serve: install
 	$(BIN)/bertserve serve --host $(HOST) --port $(PORT)
 
-## Run the whole test suite (unit, integration, e2e). The tests start their own redis-server and
-## Prometheus on free loopback ports: the Debian packages are installed when missing.
+## Run the whole test suite (unit, integration, e2e). The tests start their own redis-server, Prometheus
+## and haproxy on free loopback ports and check nginx's config: the Debian packages are installed when
+## missing.
 test: install-test
-	@command -v redis-server >/dev/null && command -v prometheus >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server prometheus)
+	@command -v redis-server >/dev/null && command -v prometheus >/dev/null && command -v haproxy >/dev/null && \
+		command -v nginx >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server prometheus haproxy nginx-light)
 	$(BIN)/python -m pytest
 
 lint: install-test

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Container smoke test (`make smoke`; not part of the test suite): builds the image with podman, runs
-# it, waits for its HEALTHCHECK, calls /embed, /classify and /metrics, checks the SIGTERM shutdown, then
+# Container smoke test (`make smoke`; not part of the test suite): builds the image with podman, checks
+# its size and that it carries no training stack, runs it, waits for its HEALTHCHECK, calls /embed,
+# /classify and /metrics, compares its answers with the host's, checks the SIGTERM shutdown, then
 # brings the compose stack up (host networking) and reads a bertserve series back through Prometheus'
 # HTTP API, and takes it down. Prints PASS/FAIL/SKIP per step; exits non-zero on the first failure.
 #
@@ -20,6 +21,7 @@ REDIS_PORT=${SMOKE_REDIS_PORT:-16379}
 PROMETHEUS_PORT=${SMOKE_PROMETHEUS_PORT:-19090}
 COMPOSE=${COMPOSE:-$(command -v podman-compose || echo .venv/bin/podman-compose)}
 BUILD_TIMEOUT=${SMOKE_BUILD_TIMEOUT:-2400}
+MAX_IMAGE_MB=${SMOKE_MAX_IMAGE_MB:-700}  # the CPU serving image (decimal MB, as podman images shows)
 export BUILDAH_FORMAT=docker           # keeps HEALTHCHECK in the image
 export CONTAINERS_CONF=$WORK/containers.conf
 export REDIS_PORT PROMETHEUS_PORT BERTSERVE_PORT
@@ -89,6 +91,16 @@ build_images() {
   [[ $(podman image inspect "$IMAGE" --format '{{.Config.User}}') == 10001:10001 ]] || fail "not non-root"
   [[ -n $(podman image inspect "$IMAGE" --format '{{.Config.Healthcheck}}') ]] || fail "no HEALTHCHECK"
   pass "image runs as 10001:10001 and has a HEALTHCHECK"
+  local size
+  size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
+  ((size <= MAX_IMAGE_MB * 1000 * 1000)) || fail "image is $((size / 1000000)) MB, over $MAX_IMAGE_MB MB"
+  pass "image size $((size / 1000000)) MB (at most $MAX_IMAGE_MB MB)"
+  local found
+  found=$(podman run --rm --network none --entrypoint python3 "$IMAGE" -c 'import importlib.util as u
+names = ["torch", "transformers", "sentence_transformers", "scipy", "sklearn", "sympy", "models.training"]
+print(" ".join(n for n in names if u.find_spec(n) is not None))') || fail "python in the image"
+  [[ -z $found ]] || fail "training stack importable in the serving image: $found"
+  pass "no training stack in the image (torch, transformers, models.training, ... not importable)"
   for name in redis prometheus; do
     podman build --pull=never --network host --build-arg BASE_IMAGE="$BASE" \
       -f "docker/smoke/$name.Dockerfile" -t "localhost/bertserve-$name:smoke" docker/smoke \
@@ -145,6 +157,9 @@ run_container() {
     'import json,sys; line=json.loads(sys.stdin.readline()); assert line["route"]=="/classify"' ||
     fail "no JSON access line for the request id"
   pass "JSON access log line with the request id"
+  out=$(python docker/smoke/compare.py "$url" 2>"$WORK/compare.log") ||
+    fail "answers differ from the host's: $out (see $WORK/compare.log)"
+  pass "same answers as the host: $out"
 }
 
 stop_container() {

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -46,7 +45,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(settings.inference_threads)
+        _torch_threads(settings.inference_threads)
         # Fast checks first: a missing or malformed model folder stops start-up right here.
         await asyncio.to_thread(registry.validate)
         if cache is not None and cache.redis is not None and not await cache.redis.ping():
@@ -120,6 +119,15 @@ async def _load_models(registry: ModelRegistry, on_fatal: FatalHandler | None) -
             on_fatal(reason)
         return
     logger.info("ready: %s", ", ".join(m.spec.name for m in registry.models))
+
+
+def _torch_threads(threads: int) -> None:
+    """Size PyTorch's intra-op pool, when PyTorch is installed (the slim serving image runs without)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
 
 
 async def _in_daemon_thread(work: Callable[[], None]) -> None:

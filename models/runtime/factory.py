@@ -66,7 +66,12 @@ def create_backend(
                 raise
             # auto: an architecture the exporter cannot handle is still served, by PyTorch.
             logger.warning("%s: ONNX unavailable (%s); serving with PyTorch", description.path, exc)
-    from models.runtime.torch_backend import TorchBackend
+    try:
+        from models.runtime.torch_backend import TorchBackend
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"{description.path}: the torch runtime needs PyTorch (pip install 'bertserve[torch]')"
+        ) from exc
 
     return TorchBackend(description, device, dtype), "torch"
 
@@ -125,8 +130,13 @@ def cached_graph(description: ModelDescription, cache_dir: Path) -> Path:
     """The float32 ONNX graph of this exact model (fingerprint, task, pooling), exported on first use."""
     target = cache_dir / f"{description.fingerprint}-{description.task}-{description.pooling}.onnx"
     if not target.is_file():
-        from models.runtime.export import export_onnx
-
+        try:
+            from models.runtime.export import export_onnx
+        except ImportError as exc:  # a serving install: graphs are exported where PyTorch is
+            raise ModelLoadError(
+                f"{description.path}: no exported ONNX graph in {cache_dir}, and exporting one needs "
+                "PyTorch (pip install 'bertserve[torch]', or run `bertserve models prepare` where it is)"
+            ) from exc
         logger.info("exporting %s to ONNX (once per model fingerprint)", description.path)
         export_onnx(description, target)
     return target

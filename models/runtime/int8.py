@@ -11,6 +11,7 @@ the built-in sample (:func:`cached_int8`); the offline recipe (:mod:`models.trai
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import tempfile
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from models.runtime.errors import ModelLoadError
 from models.runtime.folders import ModelDescription
 from models.runtime.inference import text_rows
 from models.runtime.onnx import OnnxBackend
@@ -157,6 +159,11 @@ def cached_int8(description: ModelDescription, fp32: Path, threads: int = 2) -> 
     target = fp32.with_name(f"{fp32.stem}-int8.onnx")
     if target.is_file():
         return target
+    if importlib.util.find_spec("onnx") is None:  # a serving install: the quantizer needs the onnx package
+        raise ModelLoadError(
+            f"{description.path}: load-time int8 quantization needs the onnx package "
+            "(pip install 'bertserve[int8]'), or serve an int8 variant folder"
+        )
     logger.info("quantizing %s to int8 (once per model fingerprint)", description.path)
     tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
     partial = target.with_suffix(".partial")

@@ -10,6 +10,7 @@ and NLI classifiers read them); an over-long pair is cut longest-first (tokens c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,8 +191,28 @@ def _load_backend(path: Path) -> Tokenizer:
         if file.is_file():
             return Tokenizer.from_file(str(file))
         # Older folders ship only vocab.txt: let transformers build the fast tokenizer once.
-        from transformers import AutoTokenizer
-
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:  # a serving install without transformers: BERT's WordPiece from vocab.txt
+            return _wordpiece_from_vocab(path)
         return AutoTokenizer.from_pretrained(str(path), use_fast=True).backend_tokenizer
     except Exception as exc:  # tokenizers raises bare Exception for malformed files
         raise ModelLoadError(f"{file}: cannot load tokenizer ({type(exc).__name__})") from exc
+
+
+def _wordpiece_from_vocab(path: Path) -> Tokenizer:
+    """BERT's tokenizer built from ``vocab.txt`` and the casing options of ``tokenizer_config.json``."""
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    config_file = path / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    lowercase = bool(config.get("do_lower_case", True))
+    strip_accents = config.get("strip_accents")
+    built = BertWordPieceTokenizer(
+        str(path / "vocab.txt"),
+        lowercase=lowercase,
+        strip_accents=lowercase if strip_accents is None else bool(strip_accents),
+        handle_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),
+    )
+    tokenizer: Tokenizer = built._tokenizer  # the plain Tokenizer inside the convenience wrapper
+    return tokenizer

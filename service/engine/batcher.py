@@ -52,6 +52,13 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
+        #: ``time.perf_counter()`` when the batch now inside the model started; None between batches.
+        self.batch_started: float | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the batcher thread is running."""
+        return self._thread.is_alive()
 
     def start(self) -> None:
         """Start the batcher thread."""
@@ -85,7 +92,7 @@ class Batcher:
         if not live:
             return
         inputs = self.tokenizer.collate([item.tokens for item in live])
-        started = time.perf_counter()
+        started = self.batch_started = time.perf_counter()
         try:
             rows = self.backend.forward(inputs)
         except DeviceOutOfMemoryError as exc:  # retryable (503): the model runs the next batch as usual
@@ -96,6 +103,8 @@ class Batcher:
             logger.exception("model %s failed on a batch of %d inputs", self.name, len(live))
             _fail_all(live, InferenceError(f"model {self.name!r} failed to run this batch"), finished)
             return
+        finally:
+            self.batch_started = None
         ended = time.perf_counter()
         if self.on_batch is not None:
             self.on_batch(

@@ -47,9 +47,10 @@ class EngineMetrics:
             metrics.model_drift.labels(name, "min").set(loaded.drift.min_cosine)
             metrics.model_drift.labels(name, "mean").set(loaded.drift.mean_cosine)
 
-    def ready(self) -> None:
-        """Every model is loaded and connected."""
-        self.metrics.ready.set(1)
+    def ready(self, answers: Callable[[], bool]) -> None:
+        """Every model is loaded and connected: from now on the gauge follows ``answers`` (what /ready
+        says, draining, wedged and saturated included), sampled at each scrape."""
+        self.metrics.ready.set_function(lambda: float(answers()))
 
     def batch_observer(self, model: str) -> Callable[[BatchStats], None]:
         """Records one model call of ``model`` (children resolved once, not per batch)."""

@@ -18,7 +18,7 @@ from models.runtime import builtins as defaults
 from models.runtime.autodtype import Choice, choose_backend
 from models.runtime.contract import EncoderBackend
 from models.runtime.devices import default_batch_limits
-from models.runtime.drift import Drift, check_floor, measure_drift
+from models.runtime.drift import Drift, OnnxReference, check_floor, measure_drift
 from models.runtime.errors import ModelLoadError
 from models.runtime.folders import ModelDescription, describe_model, resolve_source
 from models.runtime.tokenization import TextTokenizer
@@ -35,8 +35,13 @@ logger = logging.getLogger(__name__)
 def build_missing_builtin(source: str, home: Path) -> None:
     """Train a builtin model that is not built yet (minutes, once per home). The offline pipeline is
     imported here only, lazily: a server whose models are built never loads the training code."""
-    from models.training.builtins import build_builtin
-
+    try:
+        from models.training.builtins import build_builtin
+    except ImportError as exc:  # a serving install (the slim image): models are built where torch is
+        raise ModelLoadError(
+            f"{source} is not built in {home}, and building it needs the training stack "
+            "(pip install 'bertserve[torch]', or run `bertserve models prepare` where it is installed)"
+        ) from exc
     build_builtin(source, home, progress=True)
 
 
@@ -110,7 +115,8 @@ class ModelLoader:
         choice = self._backend(spec, description)
         backend, runtime = choice.backend, choice.runtime
         # Measured at start-up whether or not warm-up is on: the floor must hold before serving.
-        drift = measure_drift(description, backend, tokenizer, quantized_at_load=spec.quantize != "none")
+        onnx = OnnxReference(self._settings.home / "onnx", self._settings.inference_threads)
+        drift = measure_drift(description, backend, tokenizer, spec.quantize != "none", onnx)
         if drift is not None:
             logger.info(
                 "model %s: drift against %s: min cosine %.4f, mean %.4f",
@@ -190,6 +196,7 @@ class ModelLoader:
             max_tokens=settings.max_queue_tokens,
             batch_tokens=batch_tokens,
             batch_items=batch_items,
+            saturation=settings.ready_queue_fraction,
         )
         return EngineConfig(
             limits,

@@ -75,6 +75,8 @@ class QueueLimits:
     max_tokens: int
     batch_tokens: int
     batch_items: int
+    #: Fraction of either admission bound from which the queue counts as saturated (readiness).
+    saturation: float = 1.0
 
 
 class BatchQueue:
@@ -88,6 +90,20 @@ class BatchQueue:
         self._tokens = 0
         self._seq = 0
         self._closed = False
+        self._saturated_requests = max(1, int(limits.max_requests * limits.saturation))
+        self._saturated_tokens = max(1, int(limits.max_tokens * limits.saturation))
+        self._saturated_since: float | None = None
+
+    @property
+    def saturated_since(self) -> float | None:
+        """``time.perf_counter()`` when the queue last became saturated; None while it is not."""
+        return self._saturated_since
+
+    def _note_pressure(self) -> None:
+        # Under the lock, after every change of the counts: a clock read only when the state flips.
+        full = self._requests >= self._saturated_requests or self._tokens >= self._saturated_tokens
+        if full != (self._saturated_since is not None):
+            self._saturated_since = time.perf_counter() if full else None
 
     @property
     def depth(self) -> tuple[int, int, int]:
@@ -101,11 +117,13 @@ class BatchQueue:
             if self._requests >= self.limits.max_requests:
                 raise OverloadedError("too many requests in flight", reason="queue_requests")
             self._requests += 1
+            self._note_pressure()
 
     def release(self) -> None:
         """Free a request slot (every admitted request releases exactly once)."""
         with self._cond:
             self._requests -= 1
+            self._note_pressure()
 
     def put(self, request: PendingRequest, items: list[TokenizedText]) -> None:
         """Queue a request's items, or raise :class:`OverloadedError` past the token bound."""
@@ -117,6 +135,7 @@ class BatchQueue:
                 self._seq += 1
                 self._items.append(WorkItem(request, index, item, self._seq))
             self._tokens += tokens
+            self._note_pressure()
             self._cond.notify()
 
     def take(self, max_wait_s: float) -> list[WorkItem] | None:
@@ -132,6 +151,7 @@ class BatchQueue:
             taken = {id(item) for item in batch}
             self._items = [item for item in self._items if id(item) not in taken]
             self._tokens -= sum(item.length for item in batch)
+            self._note_pressure()
             return batch
 
     def close(self) -> None:
@@ -144,6 +164,7 @@ class BatchQueue:
         """Drop every waiting item, marking its request abandoned; returns how many were dropped."""
         with self._cond:
             dropped, self._items, self._tokens = self._items, [], 0
+            self._note_pressure()
         for item in dropped:
             item.request.abandoned = True
         return len(dropped)

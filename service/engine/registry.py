@@ -11,6 +11,7 @@ from concurrent.futures import Executor
 
 from models.runtime.errors import ModelError
 from service.cache.tiers import ResultCache
+from service.engine.health import HealthLimits, Unready, engine_problem
 from service.engine.instruments import EngineMetrics
 from service.engine.loader import LoadedModel, ModelLoader
 from service.engine.model_engine import ModelEngine
@@ -34,12 +35,37 @@ class ModelRegistry:
         self._metrics = EngineMetrics(metrics) if metrics is not None else None
         self._models: dict[str, LoadedModel] = {}
         self._ready = threading.Event()
+        self._draining = False
+        self._health = HealthLimits(settings.ready_max_batch_s, settings.ready_saturated_s)
         self.failure: str | None = None
 
     @property
     def ready(self) -> bool:
         """Whether every model is loaded and warmed up."""
         return self._ready.is_set()
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is shutting down (set by :meth:`start_draining`)."""
+        return self._draining
+
+    def start_draining(self) -> None:
+        """From now on /ready answers 503, so that balancers stop routing here; requests are still served."""
+        self._draining = True
+
+    def readiness(self) -> Unready | None:
+        """Why this replica should get no new requests now (what /ready reports), or None when it should."""
+        if self.failure:
+            return Unready("load_failed", f"model loading failed: {self.failure}")
+        if not self.ready:
+            return Unready("not_ready", "models are still loading")
+        if self._draining:
+            return Unready("draining", "shutting down: finishing in-flight requests")
+        for loaded in self.models:
+            problem = engine_problem(loaded.engine, self._health)
+            if problem is not None:
+                return problem
+        return None
 
     @property
     def models(self) -> list[LoadedModel]:
@@ -63,7 +89,7 @@ class ModelRegistry:
             self.failure = str(exc)
             raise
         if self._metrics is not None:
-            self._metrics.ready()
+            self._metrics.ready(lambda: self.readiness() is None)
         self._ready.set()
 
     def get(self, name: str | None, task: str) -> ModelEngine:

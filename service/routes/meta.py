@@ -26,7 +26,11 @@ class Status(BaseModel):
 
 _READY_RESPONSES: dict[int | str, dict[str, Any]] = {
     **META_RESPONSES,
-    503: {"model": ErrorResponse, "description": "Models still loading, or loading failed"},
+    503: {
+        "model": ErrorResponse,
+        "description": "Not taking new work: models loading (not_ready) or failed (load_failed), shutting "
+        "down (draining), model worker stuck (wedged), or queue saturated for a while (saturated)",
+    },
 }
 _METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
     **META_RESPONSES,
@@ -42,15 +46,12 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", response_model=Status, responses=_READY_RESPONSES)
 async def ready(registry: RegistryDep) -> JSONResponse:
-    """Readiness: 200 once every model is loaded and warmed up, else 503."""
-    if registry.ready:
+    """Readiness: 200 while this replica should get requests (every model loaded and warmed up, not
+    shutting down, no model stuck or saturated), else 503 with the reason in ``error_type``."""
+    problem = registry.readiness()
+    if problem is None:
         return JSONResponse({"status": "ready"})
-    if registry.failure:
-        return JSONResponse(
-            {"error": f"model loading failed: {registry.failure}", "error_type": "load_failed"},
-            status_code=503,
-        )
-    return JSONResponse({"error": "models are still loading", "error_type": "not_ready"}, status_code=503)
+    return JSONResponse({"error": problem.message, "error_type": problem.error_type}, status_code=503)
 
 
 @router.get("/info", response_model=InfoResponse, responses=META_RESPONSES)

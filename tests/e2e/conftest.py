@@ -30,13 +30,27 @@ class Server:
     log: Path
 
 
-def start_server(args: list[str], home: Path, log: Path) -> Server:
-    """Start ``python -m service`` with ``args`` on a free loopback port."""
+def start_server(args: list[str], home: Path, log: Path, launcher: list[str] | None = None) -> Server:
+    """Start ``python -m service`` (or ``launcher``, a command taking the same arguments) with ``args`` on
+    a free loopback port."""
     port = free_port()
-    env = {**os.environ, "BERTSERVE_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    # No drain delay unless a test asks (--shutdown-delay-s): no balancer routes to a test's server.
+    env = {
+        **os.environ,
+        "BERTSERVE_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "BERTSERVE_SHUTDOWN_DELAY_S": "0",
+    }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), *args],
+            [
+                *(launcher or [sys.executable, "-m", "service"]),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *args,
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

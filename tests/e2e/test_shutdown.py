@@ -1,4 +1,5 @@
-"""SIGTERM: the server stops accepting, finishes what is in flight, and exits in its grace period."""
+"""SIGTERM: the server leaves the balancer's rotation (/ready 503) while serving for its drain delay, then
+stops accepting, finishes what is in flight, and exits in its grace period."""
 
 from __future__ import annotations
 
@@ -94,6 +95,54 @@ def test_sigterm_exits_within_the_grace_period(home: Path, tmp_path: Path) -> No
         assert outcomes.count(200) < len(outcomes), "all work finished: the test did not overload"
         log = server.log.read_text()
         assert "timeout graceful shutdown exceeded" in log
+    finally:
+        if server.process.poll() is None:
+            stop_server(server)
+
+
+def test_sigterm_drain_delay_answers_unready_while_serving(home: Path, tmp_path: Path) -> None:
+    delay = 3.0
+    server = start_server(
+        ["--model", "m=builtin:all-minilm-l6-v2", "--cache", "none", "--shutdown-delay-s", str(delay)],
+        home,
+        tmp_path / "server.log",
+    )
+    try:
+        wait_ready(server, 120)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        ready = httpx.get(f"{server.url}/ready", timeout=5)
+        assert (ready.status_code, ready.json()["error_type"]) == (503, "draining")
+        served = 0
+        while time.monotonic() - signalled < delay - 0.5:  # new connections still get answers
+            response = httpx.post(f"{server.url}/embed", json={"inputs": ["draining"]}, timeout=5)
+            assert response.status_code == 200
+            served += 1
+        assert served > 0
+        assert server.process.wait(timeout=delay + 10) in (0, -signal.SIGTERM)
+        took = time.monotonic() - signalled
+        assert delay <= took < delay + 8, f"exited {took:.1f} s after SIGTERM with a {delay} s delay"
+    finally:
+        if server.process.poll() is None:
+            stop_server(server)
+
+
+def test_second_sigterm_skips_the_drain_delay(home: Path, tmp_path: Path) -> None:
+    server = start_server(
+        ["--model", "m=builtin:all-minilm-l6-v2", "--cache", "none", "--shutdown-delay-s", "60"],
+        home,
+        tmp_path / "server.log",
+    )
+    try:
+        wait_ready(server, 120)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert server.process.poll() is None, "stopped at once despite the 60 s delay"
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=15)
+        assert time.monotonic() - signalled < 10
     finally:
         if server.process.poll() is None:
             stop_server(server)

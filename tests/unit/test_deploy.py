@@ -12,6 +12,7 @@ import yaml
 from prometheus_client.core import Metric
 
 from service.metrics import Metrics
+from service.settings import Settings
 from service.settings_doc import settings_table
 
 pytestmark = pytest.mark.unit
@@ -107,18 +108,36 @@ def test_dashboard_has_the_required_panels() -> None:
 def test_compose_wires_redis_and_prometheus() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
     services = compose["services"]
-    assert set(services) == {"bertserve", "redis", "prometheus", "grafana"}
-    env = services["bertserve"]["environment"]
-    assert env["BERTSERVE_CACHE"] == "memory+redis"
-    assert env["BERTSERVE_REDIS_URL"].startswith("redis://redis:6379")
-    for name, target in (("prometheus.yml", "bertserve:8080"), ("prometheus.host.yml", "127.0.0.1:8080")):
-        config = yaml.safe_load((ROOT / "docker" / name).read_text(encoding="utf-8"))
-        (job,) = config["scrape_configs"]
-        assert job["static_configs"][0]["targets"] == [target]
+    assert set(services) == {"bertserve", "bertserve-2", "haproxy", "redis", "prometheus", "grafana"}
+    for replica in ("bertserve", "bertserve-2"):
+        env = services[replica]["environment"]
+        assert env["BERTSERVE_CACHE"] == "memory+redis"
+        assert env["BERTSERVE_REDIS_URL"].startswith("redis://redis:6379")
+        assert services[replica]["image"] == services["bertserve"]["image"]
+    config = yaml.safe_load((ROOT / "docker" / "prometheus.yml").read_text(encoding="utf-8"))
+    (job,) = config["scrape_configs"]
+    assert job["dns_sd_configs"][0]["names"] == ["bertserve", "bertserve-2"]
+    host_config = yaml.safe_load((ROOT / "docker" / "prometheus.host.yml").read_text(encoding="utf-8"))
+    (job,) = host_config["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:8080", "127.0.0.1:8081"]
     host = (ROOT / "docker-compose.host.yml").read_text(encoding="utf-8")
     override = yaml.load(host, Loader=_ComposeLoader)
     assert all(service["network_mode"] == "host" for service in override["services"].values())
     assert set(override["services"]) == set(services)
+
+
+def test_compose_scaled_profile_puts_two_replicas_behind_haproxy() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    scaled = {name for name, service in services.items() if "scaled" in service.get("profiles", [])}
+    assert scaled == {"bertserve-2", "haproxy"}
+    balancer = services["haproxy"]
+    assert "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in balancer["volumes"]
+    assert balancer["environment"] == {"BERTSERVE_1": "bertserve:8080", "BERTSERVE_2": "bertserve-2:8080"}
+    # The stop timeout covers the drain delay and the grace period.
+    fields = Settings.model_fields
+    needed = fields["shutdown_delay_s"].default + fields["shutdown_grace_s"].default
+    for replica in ("bertserve", "bertserve-2"):
+        assert int(services[replica]["stop_grace_period"].rstrip("s")) > needed
 
 
 class _ComposeLoader(yaml.SafeLoader):

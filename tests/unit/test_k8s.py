@@ -84,8 +84,9 @@ def test_deployment_probes_ports_and_scraping() -> None:
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
     config = find("ConfigMap", "bertserve")["data"]
-    grace = float(config["BERTSERVE_SHUTDOWN_GRACE_S"])
-    assert grace + 5 < pod["spec"]["terminationGracePeriodSeconds"]
+    stopping = float(config["BERTSERVE_SHUTDOWN_DELAY_S"]) + float(config["BERTSERVE_SHUTDOWN_GRACE_S"])
+    pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pause + stopping < pod["spec"]["terminationGracePeriodSeconds"]
     labels = pod["metadata"]["labels"]
     assert find("Service", "bertserve")["spec"]["selector"].items() <= labels.items()
     assert find("HorizontalPodAutoscaler", "bertserve")["spec"]["scaleTargetRef"]["name"] == "bertserve"

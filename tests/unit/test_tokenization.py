@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,17 @@ def test_tokenizer_from_vocab_only(tmp_path: Path) -> None:
     modern = TextTokenizer.from_folder(minilm_path(), max_tokens=16)
     text = ["Mixed CASE text, with punctuation!"]
     assert legacy.encode(text, True)[0].ids == modern.encode(text, True)[0].ids
+
+
+def test_vocab_only_folder_tokenizes_the_same_without_transformers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = minilm_path()
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` raises ImportError
+    texts = ["Héllo, WORLD!  Tokenizers split wordpieces", "naïve café 東京 — unbelievable", "x" * 300]
+    built = TextTokenizer.from_folder(tmp_path, 128).encode(texts, truncate=True)
+    shipped = TextTokenizer.from_folder(source, 128).encode(texts, truncate=True)
+    assert [item.ids for item in built] == [item.ids for item in shipped]
+    assert [item.original_tokens for item in built] == [item.original_tokens for item in shipped]

@@ -1,0 +1,36 @@
+"""An ONNX-only copy of a model folder (graph + config + tokenizer, no weights) serves the same rows as
+the original on ONNX Runtime: what the slim serving image ships instead of the built-in models' weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.runtime.drift import sample_rows
+from models.runtime.factory import create_backend
+from models.runtime.folders import describe_model
+from models.runtime.tokenization import TextTokenizer
+from models.training.onnx_folder import write_onnx_folder
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(("fixture", "task"), [("tiny_embedder", None), ("tiny_classifier", "classify")])
+def test_onnx_folder_serves_the_same_rows(
+    fixture: str, task: str | None, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    source: Path = request.getfixturevalue(fixture)
+    out = write_onnx_folder(source, tmp_path / "slim", tmp_path / "onnx", task)
+    assert not list(out.glob("*.safetensors"))
+    original, slim = describe_model(source, task=task), describe_model(out, task=task)  # type: ignore[arg-type]
+    assert slim.onnx_only
+    assert (slim.task, slim.pooling, slim.labels) == (original.task, original.pooling, original.labels)
+    rows = []
+    for description in (original, slim):
+        backend, runtime = create_backend(description, "onnx", "cpu", "float32", "none", tmp_path / "onnx", 1)
+        assert runtime == "onnx"
+        tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
+        rows.append(sample_rows(backend, tokenizer))
+    np.testing.assert_array_equal(rows[0], rows[1])
