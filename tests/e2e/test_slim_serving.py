@@ -84,7 +84,9 @@ def test_serves_without_torch_transformers_or_training_code(
         np.testing.assert_allclose(vectors, full_vectors, atol=1e-5)
         assert labels == full_labels
         info = {m["name"]: m for m in httpx.get(f"{slim.url}/info", timeout=10).json()["models"]}
-        assert {m["runtime"] for m in info.values()} == {"onnx"}
+        # dtype auto may pick OpenVINO bfloat16 (no PyTorch needed either); load-time int8 is ONNX Runtime.
+        assert {m["runtime"] for m in info.values()} <= {"onnx", "openvino"}
+        assert info["minilm-int8"]["runtime"] == "onnx"
         drift = info["minilm-int8"]["drift"]
         assert drift["reference"] == "float32"
         assert drift["min_cosine"] >= 0.9
