@@ -131,15 +131,17 @@ def evaluate_accuracy(
     return correct / len(examples)
 
 
-def _load_base(base_dir: Path) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
-    """Load tokenizer and a freshly headed 2-label classifier from ``base_dir``."""
-    id2label = dict(enumerate(SENTIMENT_LABELS))
+def load_base_classifier(
+    base_dir: Path, labels: Sequence[str]
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """Load the base's tokenizer and the base with a freshly initialised head for ``labels``."""
+    id2label = dict(enumerate(labels))
     label2id = {name: idx for idx, name in id2label.items()}
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
         model = AutoModelForSequenceClassification.from_pretrained(
             base_dir,
-            num_labels=len(SENTIMENT_LABELS),
+            num_labels=len(labels),
             id2label=id2label,
             label2id=label2id,
             use_safetensors=True,
@@ -227,7 +229,7 @@ def _train_and_save(
     train_set, heldout_set = examples
     config = replace(config, bf16=loop.use_bf16(config.bf16))
     loop.set_seed(config.seed)  # before the new head is initialised
-    tokenizer, model = _load_base(base_dir)
+    tokenizer, model = load_base_classifier(base_dir, SENTIMENT_LABELS)
     loss = _train(model, tokenizer, train_set, config, progress)
     accuracy = evaluate_accuracy(model, tokenizer, heldout_set, config.eval_batch_size, config.max_length)
     seconds = time.perf_counter() - start

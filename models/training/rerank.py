@@ -21,19 +21,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
-from models.runtime.errors import ModelLoadError
 from models.runtime.inference import length_sorted_chunks
 from models.training import loop
 from models.training.data import StsPair, load_sts
 from models.training.errors import TrainingError
 from models.training.evaluate import spearman
-from models.training.finetune import FinetuneConfig, FinetuneResult, _transformers_progress, save_model
+from models.training.finetune import (
+    FinetuneConfig,
+    FinetuneResult,
+    _transformers_progress,
+    load_base_classifier,
+    save_model,
+)
 
 RERANK_LABEL = "relevance"
 """The one label of a reranker (any one-label classifier is served as a reranker)."""
@@ -89,22 +92,6 @@ def pair_scores(
     return scores
 
 
-def _load_base(base_dir: Path) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
-    """The base's tokenizer and a freshly headed one-label classifier."""
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base_dir,
-            num_labels=1,
-            id2label={0: RERANK_LABEL},
-            label2id={RERANK_LABEL: 0},
-            use_safetensors=True,
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(f"cannot load base model from {base_dir}: {exc}") from exc
-    return tokenizer, model
-
-
 def _train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -141,7 +128,7 @@ def _train_and_save(
     train, dev = splits
     config = replace(config, bf16=loop.use_bf16(config.bf16))
     loop.set_seed(config.seed)  # before the new head is initialised
-    tokenizer, model = _load_base(base_dir)
+    tokenizer, model = load_base_classifier(base_dir, [RERANK_LABEL])
     loss, examples = _train(model, tokenizer, train, config, progress)
     dev_scores = pair_scores(
         model, tokenizer, [(p.sentence1, p.sentence2) for p in dev], 128, config.max_length
