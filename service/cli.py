@@ -44,7 +44,8 @@ ENV_ONLY_SETTINGS = frozenset({"api_keys"})
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`Settings` field, documented with the field's description."""
     for name, field in Settings.model_fields.items():
-        help_text = f"{field.description} [env BERTSERVE_{name.upper()}]"
+        # argparse formats help strings with %: a literal one in a description must be doubled.
+        help_text = f"{field.description} [env BERTSERVE_{name.upper()}]".replace("%", "%%")
         if name in ENV_ONLY_SETTINGS:
             continue
         if name == "models":

@@ -92,3 +92,15 @@ def test_api_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.load_api_keys() == [b"k1", b"k2"]
     assert "k1" not in repr(settings)
+
+
+def test_serve_help_lists_every_flag() -> None:
+    """``bertserve serve --help`` renders (argparse formats help with %: a literal one must not break
+    it) and documents each setting that has a flag."""
+    parser = argparse.ArgumentParser(prog="bertserve serve")
+    add_settings_flags(parser)
+    text = parser.format_help()
+    for name in Settings.model_fields:
+        if name not in ENV_ONLY_SETTINGS:
+            flag = "--model" if name == "models" else f"--{name.replace('_', '-')}"
+            assert f"{flag} " in text
