@@ -5,7 +5,8 @@
 Each model is served by its own bertserve process (loopback, no result cache), one at a time, under the
 same closed-loop load: concurrency 64, one real STS-B sentence per request, from wrk (almost no CPU) and
 from the httpx generator. Rounds alternate the models; the best round of each counts. Without arguments
-it serves the variants that ``make variants`` builds.
+it serves the variants that ``make variants`` builds. The float32 reference is the exact path (ONNX
+Runtime, float32); the default serve (``dtype: auto``) runs beside it.
 
 ``--infinity`` adds Infinity's best CPU setting to the rotation: infinity-emb 0.0.78, optimum engine,
 all-MiniLM-L6-v2 exported by ``optimum-cli export onnx`` and quantized by ``optimum-cli onnxruntime
@@ -34,6 +35,7 @@ from benchmarks.common import (
 from benchmarks.load import INFINITY, load_point
 from models.runtime.builtins import default_home, minilm_path
 
+BASE = "builtin:all-minilm-l6-v2"
 DEFAULT_VARIANTS = ("minilm-int8", "minilm-pruned", "minilm-l3", "minilm-l3-pruned-int8")
 INFINITY_INT8 = "infinity optimum int8"
 PEERS = Path("~/.cache/peers").expanduser()
@@ -66,13 +68,17 @@ def start_infinity_int8() -> Process:
 
 
 def _servers(arguments: list[str], infinity: bool) -> dict[str, Callable[[], Process]]:
-    sources = {"float32 base": "builtin:all-minilm-l6-v2"}
+    # The exact float32 path (ONNX Runtime) is the reference; the default serve (dtype auto: bfloat16
+    # on OpenVINO where the CPU has it) is measured beside it.
+    sources = {"float32 base": f"{BASE},runtime=onnx,dtype=float32", "default (dtype auto)": BASE}
     if not arguments:
         root = default_home() / "variants"
         arguments = [f"{name}={root / name}" for name in DEFAULT_VARIANTS if (root / name).is_dir()]
     for item in arguments:
         name, _, folder = item.partition("=")
-        sources[name] = str(Path(folder).expanduser().resolve())
+        # A folder, or a model spec with options (``builtin:NAME,runtime=onnx``) as --model takes it.
+        spec = ":" in folder.split(",")[0] or "," in folder
+        sources[name] = folder if spec else str(Path(folder).expanduser().resolve())
     servers: dict[str, Callable[[], Process]] = {
         name: functools.partial(start_bertserve, source) for name, source in sources.items()
     }
