@@ -30,7 +30,8 @@ _MAX_TEXTS = 256
 
 
 def rerank_scores(client: httpx.Client, query: str, texts: list[str], model: str | None) -> np.ndarray:
-    """Raw relevance logits of ``texts`` for ``query`` (order-preserving; sigmoid is monotonic)."""
+    """Raw relevance scores of ``texts`` for ``query``: logits (order-preserving: sigmoid is monotonic), or
+    a blended reranker's scores (raw_scores changes nothing there)."""
     scores = np.empty(len(texts), dtype=np.float64)
     for start in range(0, len(texts), _MAX_TEXTS):
         body: dict[str, object] = {
@@ -90,7 +91,11 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--embed-model", default=None, help="default: the first embedder")
-    parser.add_argument("--rerank-model", default=None, help="default: the first reranker")
+    parser.add_argument(
+        "--rerank-model",
+        action="append",
+        help="a reranker to measure, one column each (repeatable; default: the first reranker)",
+    )
     parser.add_argument("--home", type=Path, default=None)
     args = parser.parse_args()
     pairs = load_sts(args.split, args.home or default_home())
@@ -99,22 +104,31 @@ def main() -> None:
     vectors = dict(zip(texts, embed_all(args.url, texts, args.embed_model), strict=True))
     cosine = [float(vectors[p.sentence1] @ vectors[p.sentence2]) for p in pairs]
     bi_spearman = float(spearmanr(cosine, [p.score for p in pairs]).statistic)
+    rerankers: list[str | None] = args.rerank_model or [None]
+    spearmans, mrrs = [], []
     with httpx.Client(base_url=args.url, timeout=300) as client:
-        rerank_spearman = pair_spearman(client, pairs, args.rerank_model)
-        bi_mrr, rerank_mrr, queries = retrieval_mrr(
-            client, pairs, vectors, args.candidates, args.rerank_model
-        )
+        for model in rerankers:
+            spearmans.append(pair_spearman(client, pairs, model))
+            bi_mrr, rerank_mrr, queries = retrieval_mrr(client, pairs, vectors, args.candidates, model)
+            mrrs.append(rerank_mrr)
     seconds = time.perf_counter() - started
     print(
         f"STS-B {args.split}: {len(pairs)} pairs; retrieval: {queries} queries (gold >= 4), "
         f"{args.candidates} candidates each; {seconds:.0f} s in all"
     )
+    names = " | ".join(f"{model or 'reranker'} (/rerank)" for model in rerankers)
+    print(f"| figure | bi-encoder (cosine of /embed) | {names} |")
+    print("| --- | --- |" + " --- |" * len(rerankers))
     print(
-        "| figure | bi-encoder (cosine of /embed) | reranker (/rerank; MRR: on the bi-encoder's candidates) |"
+        f"| STS-B {args.split} Spearman | {bi_spearman:.4f} | "
+        + " | ".join(f"{v:.4f}" for v in spearmans)
+        + " |"
     )
-    print("| --- | --- | --- |")
-    print(f"| STS-B {args.split} Spearman | {bi_spearman:.4f} | {rerank_spearman:.4f} |")
-    print(f"| MRR, gold among {args.candidates} candidates | {bi_mrr:.4f} | {rerank_mrr:.4f} |")
+    print(
+        f"| MRR, gold among {args.candidates} candidates (reranking the bi-encoder's) | {bi_mrr:.4f} | "
+        + " | ".join(f"{v:.4f}" for v in mrrs)
+        + " |"
+    )
 
 
 if __name__ == "__main__":

@@ -90,13 +90,29 @@ class ModelSpec(BaseModel):
         description="Embedding inputs over the token limit when a request does not choose: truncate, "
         "error (422), or chunk (overlapping windows, token-weighted mean).",
     )
+    rerank_with: str | None = Field(
+        None,
+        description="For a reranker: the name of a served embedder whose cosine of query and document is "
+        "blended into every rerank score, which becomes rerank_weight x the cross-encoder's probability + "
+        "(1 - rerank_weight) x the cosine (raw_scores then changes nothing). The two models err "
+        "differently: the default reranker blends with all-MiniLM-L6-v2 (STS-B test Spearman 0.857 "
+        "against 0.83 alone; benchmarks/RESULTS.md).",
+    )
+    rerank_weight: float = Field(
+        0.5, ge=0, le=1, description="The cross-encoder's share of a blended rerank score (rerank_with)."
+    )
 
 
 def _default_models() -> list[ModelSpec]:
     return [
         ModelSpec(name="all-MiniLM-L6-v2", source=defaults.EMBEDDER),
         ModelSpec(name="minilm-sentiment", source=defaults.CLASSIFIER, task="classify"),
-        ModelSpec(name="minilm-reranker", source=defaults.RERANKER, task="classify"),
+        ModelSpec(
+            name="minilm-reranker",
+            source=defaults.RERANKER,
+            task="classify",
+            rerank_with="all-MiniLM-L6-v2",
+        ),
     ]
 
 
@@ -296,4 +312,9 @@ class Settings(BaseSettings):
             raise ValueError("at least one model must be configured")
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}")
+        for spec in self.models:
+            if spec.rerank_with is not None and spec.rerank_with not in set(names) - {spec.name}:
+                raise ValueError(
+                    f"model {spec.name!r}: rerank_with {spec.rerank_with!r} names no other served model"
+                )
         return self

@@ -73,6 +73,31 @@ class RerankOptions:
     cache: CachePolicy = "use"
 
 
+@dataclass(frozen=True)
+class RerankBlend:
+    """A reranker's partner (the ``rerank_with`` setting): a bi-encoder whose cosine of query and
+    document is blended into each score. A cross-encoder and a bi-encoder err differently, so the blend
+    ranks better than either (benchmarks/RESULTS.md)."""
+
+    embedder: ModelEngine
+    #: The cross-encoder's share of the score.
+    weight: float
+
+    async def cosines(
+        self, query: str, documents: list[str], options: RerankOptions
+    ) -> tuple[np.ndarray, Usage]:
+        """Cosine of each document's embedding with the query's (through the embedder's cache)."""
+        engine = self.embedder
+        embed = EmbedOptions(
+            truncate=options.truncate,
+            direction=options.direction,
+            cache=options.cache,
+            prompt=engine.prompt_text(None, None),
+        )
+        result = await engine.embed([query, *documents], embed)
+        return result.vectors[1:] @ result.vectors[0], result.usage
+
+
 @dataclass
 class RerankResult:
     """One relevance score per document, in document order (sigmoid of the logit unless raw)."""
@@ -138,6 +163,8 @@ class ModelEngine:
         self.queue = BatchQueue(config.queue)
         self.batcher = Batcher(name, self.queue, tokenizer, backend, config.max_wait_s, on_batch)
         self._notify: tuple[asyncio.AbstractEventLoop, OnDone] | None = None
+        #: Set by the registry for a reranker configured with ``rerank_with``.
+        self.blend: RerankBlend | None = None
 
     @property
     def task(self) -> str:
@@ -214,11 +241,21 @@ class ModelEngine:
 
     async def rerank(self, query: str, documents: list[str], options: RerankOptions) -> RerankResult:
         """Score each ``(query, document)`` pair; the documents share batches with every other request
-        (a long list is spread over several), and each pair's logit is cached on its own."""
+        (a long list is spread over several), and each pair's logit is cached on its own. With a
+        :class:`RerankBlend`, the score is the blend of the sigmoid and the partner's cosine (computed
+        concurrently; ``raw_scores`` changes nothing)."""
         pairs: list[ModelInput] = [(query, document) for document in documents]
-        rows, usage = await self._rows(pairs, options.truncate, options.direction, options.cache)
-        logits = rows[:, 0]
-        return RerankResult(logits if options.raw_scores else sigmoid(logits), usage)
+        scored = self._rows(pairs, options.truncate, options.direction, options.cache)
+        if self.blend is None:
+            rows, usage = await scored
+            logits = rows[:, 0]
+            return RerankResult(logits if options.raw_scores else sigmoid(logits), usage)
+        (rows, usage), (cosines, embed_usage) = await asyncio.gather(
+            scored, self.blend.cosines(query, documents, options)
+        )
+        weight = self.blend.weight
+        scores = weight * sigmoid(rows[:, 0]) + (1 - weight) * cosines
+        return RerankResult(scores.astype(np.float32), usage.merged(embed_usage))
 
     async def _rows(
         self,

@@ -9,12 +9,12 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Executor
 
-from models.runtime.errors import ModelError
+from models.runtime.errors import ModelError, ModelLoadError
 from service.cache.tiers import ResultCache
 from service.engine.health import HealthLimits, Unready, engine_problem
 from service.engine.instruments import EngineMetrics
 from service.engine.loader import LoadedModel, ModelLoader
-from service.engine.model_engine import ModelEngine
+from service.engine.model_engine import ModelEngine, RerankBlend
 from service.errors import ModelNotFoundError, NotReadyError, WrongTaskError
 from service.metrics import Metrics
 from service.settings import Settings
@@ -85,12 +85,29 @@ class ModelRegistry:
                 self._models[spec.name] = loaded
                 if self._metrics is not None:
                     self._metrics.connect(loaded)
+            self._link_blends()
         except ModelError as exc:
             self.failure = str(exc)
             raise
         if self._metrics is not None:
             self._metrics.ready(lambda: self.readiness() is None)
         self._ready.set()
+
+    def _link_blends(self) -> None:
+        """Give each reranker configured with ``rerank_with`` its partner embedder (checked here: the
+        settings only know names, the loaded models know their tasks)."""
+        for spec in self._settings.models:
+            if spec.rerank_with is None:
+                continue
+            engine, partner = self._models[spec.name].engine, self._models[spec.rerank_with].engine
+            if not engine.serves("rerank"):
+                raise ModelLoadError(f"model {spec.name!r} has rerank_with but is not a reranker")
+            if partner.task != "embed":
+                raise ModelLoadError(
+                    f"model {spec.name!r}: rerank_with {spec.rerank_with!r} is a {partner.kind} model, "
+                    "not an embedder"
+                )
+            engine.blend = RerankBlend(partner, spec.rerank_weight)
 
     def get(self, name: str | None, task: str) -> ModelEngine:
         """The engine for ``name``, or the first model of ``task`` when no name is given."""

@@ -227,6 +227,10 @@ class ModelInfo(BaseModel):
     load_seconds: float
     variant: str | None = None
     drift: DriftInfo | None = None
+    rerank_with: str | None = Field(
+        None, description="A reranker's partner embedder, whose cosine is blended into its scores."
+    )
+    rerank_weight: float | None = Field(None, description="The cross-encoder's share of a blended score.")
 
 
 class InfoResponse(BaseModel):

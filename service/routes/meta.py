@@ -75,6 +75,8 @@ async def info(registry: RegistryDep) -> InfoResponse:
             load_seconds=round(loaded.load_seconds, 3),
             variant=(loaded.engine.description.variant or {}).get("recipe"),
             drift=DriftInfo(**dataclasses.asdict(loaded.drift)) if loaded.drift else None,
+            rerank_with=loaded.spec.rerank_with,
+            rerank_weight=loaded.spec.rerank_weight if loaded.spec.rerank_with else None,
         )
         for loaded in registry.models
     ]

@@ -3,6 +3,7 @@ Jina), and pairs on /classify and /predict, against plain transformers on the sa
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from service.app import create_app
 from service.settings import Settings
 from tests.integration.conftest import started_client
-from tests.reference import reference_pair_logits
+from tests.reference import reference_embeddings, reference_pair_logits
 
 pytestmark = pytest.mark.integration
 
@@ -175,3 +176,54 @@ async def test_pair_truncated_longest_first(rclient: httpx.AsyncClient, tiny_cla
 
 def test_search_units_per_hundred_documents() -> None:
     assert [math.ceil(n / 100) for n in (1, 100, 101)] == [1, 1, 2]
+
+
+async def test_blended_reranker_mixes_probability_and_partner_cosine(
+    make_settings: Callable[..., Settings], tiny_embedder: Path, tiny_reranker: Path
+) -> None:
+    """rerank_with: score = weight x sigmoid(cross-encoder logit) + (1 - weight) x cosine of the partner
+    embedder's vectors, the same with raw_scores, on every rerank shape; /info names the partner."""
+    models = [
+        {"name": "tiny-embed", "source": str(tiny_embedder)},
+        {
+            "name": "tiny-rerank",
+            "source": str(tiny_reranker),
+            "rerank_with": "tiny-embed",
+            "rerank_weight": 0.3,
+        },
+    ]
+    logits = reference_pair_logits(tiny_reranker, [(QUERY, d) for d in DOCS])[:, 0]
+    vectors = reference_embeddings(tiny_embedder, [QUERY, *DOCS])
+    expected = 0.3 * _sigmoid(logits) + 0.7 * (vectors[1:] @ vectors[0])
+    async for client in started_client(create_app(make_settings(models=models))):
+        for raw in (False, True):
+            answer = (
+                await client.post("/rerank", json={"query": QUERY, "texts": DOCS, "raw_scores": raw})
+            ).json()
+            scores = {item["index"]: item["score"] for item in answer}
+            np.testing.assert_allclose([scores[i] for i in range(len(DOCS))], expected, atol=1e-4)
+        body = {"model": "tiny-rerank", "query": QUERY, "documents": DOCS}
+        cohere = (await client.post("/v2/rerank", json=body)).json()["results"]
+        assert [r["index"] for r in cohere] == np.argsort(-expected, kind="stable").tolist()
+        info = {m["name"]: m for m in (await client.get("/info")).json()["models"]}
+        assert (info["tiny-rerank"]["rerank_with"], info["tiny-rerank"]["rerank_weight"]) == (
+            "tiny-embed",
+            0.3,
+        )
+        assert info["tiny-embed"]["rerank_with"] is None
+
+
+async def test_rerank_with_a_non_embedder_fails_the_load(
+    make_settings: Callable[..., Settings], tiny_classifier: Path, tiny_reranker: Path
+) -> None:
+    models = [
+        {"name": "tiny-classify", "source": str(tiny_classifier)},
+        {"name": "tiny-rerank", "source": str(tiny_reranker), "rerank_with": "tiny-classify"},
+    ]
+    app = create_app(make_settings(models=models))
+    async with app.router.lifespan_context(app):
+        for _ in range(500):
+            if app.state.registry.failure:
+                break
+            await asyncio.sleep(0.02)
+        assert "is a classify model, not an embedder" in app.state.registry.failure

@@ -104,3 +104,13 @@ def test_serve_help_lists_every_flag() -> None:
         if name not in ENV_ONLY_SETTINGS:
             flag = "--model" if name == "models" else f"--{name.replace('_', '-')}"
             assert f"{flag} " in text
+
+
+def test_rerank_with_must_name_another_served_model() -> None:
+    reranker = {"name": "r", "source": "builtin:minilm-reranker", "rerank_with": "nowhere"}
+    with pytest.raises(ValidationError, match="rerank_with 'nowhere' names no other served model"):
+        Settings(models=[{"name": "e", "source": "builtin:all-minilm-l6-v2"}, reranker])
+    with pytest.raises(ValidationError, match="names no other served model"):
+        Settings(models=[{**reranker, "rerank_with": "r"}])
+    blended = Settings()
+    assert [m.rerank_with for m in blended.models] == [None, None, "all-MiniLM-L6-v2"]
