@@ -19,7 +19,7 @@ from models.runtime.cpu import host_bf16_flag
 from models.runtime.devices import resolve_device
 from models.runtime.drift import compare, sample_rows
 from models.runtime.errors import ModelLoadError
-from models.runtime.factory import cached_graph, create_backend, openvino_cache
+from models.runtime.factory import create_backend, onnx_model_path, openvino_cache
 from models.runtime.folders import ModelDescription
 from models.runtime.onnx import OnnxBackend
 from models.runtime.tokenization import TextTokenizer
@@ -83,7 +83,7 @@ def choose_auto(
     if resolve_device(device) != "cpu":
         backend, name = create_backend(description, runtime, device, "float32", quantize, onnx_cache, threads)
         return Choice(backend, name, "dtype auto on a GPU: float32")
-    if quantize == "int8" or description.onnx_only or description.openvino_only:
+    if quantize == "int8" or description.int8_onnx or description.openvino_only:
         backend, name = create_backend(description, runtime, device, "float32", quantize, onnx_cache, threads)
         return Choice(backend, name, "int8 (quantized weights)")
     from models.runtime.openvino import OpenVinoBackend, openvino_available
@@ -92,7 +92,7 @@ def choose_auto(
     obstacle = bf16_obstacle(runtime, bf16, flag, openvino_available())
     if obstacle is None:
         try:
-            graph = cached_graph(description, onnx_cache)
+            graph = onnx_model_path(description, onnx_cache)  # an ONNX-only folder's own graph
             candidate = OpenVinoBackend(graph, threads, "bfloat16", openvino_cache(onnx_cache))
             tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
             reference = sample_rows(OnnxBackend(graph, threads), tokenizer)

@@ -40,7 +40,7 @@ def create_backend(
     if dtype == "auto":
         raise ValueError("create_backend needs an explicit dtype (autodtype.choose_backend resolves auto)")
     on_cpu = resolve_device(device) == "cpu"
-    int8 = quantize == "int8" or description.onnx_only
+    int8 = quantize == "int8" or description.int8_onnx
     if description.openvino_only and runtime not in ("auto", "openvino"):
         raise ModelLoadError(
             f"{description.path}: an OpenVINO int8 variant runs on the openvino runtime only"
@@ -50,7 +50,7 @@ def create_backend(
         return _openvino(description, on_cpu, dtype, quantize, onnx_cache, threads), "openvino"
     on_cpu_fp32 = on_cpu and dtype == "float32"
     if int8 and (runtime == "torch" or not on_cpu_fp32):
-        what = "an int8 ONNX variant" if description.onnx_only else "quantize=int8"
+        what = "an int8 ONNX variant" if description.int8_onnx else "quantize=int8"
         raise ModelLoadError(
             f"{description.path}: {what} runs on CPU only, on ONNX Runtime or OpenVINO (runtime auto, "
             "onnx or openvino; dtype float32 or auto)"
@@ -97,7 +97,7 @@ def _openvino(
         raise ModelLoadError(
             f"{description.path}: the openvino runtime serves float32 or bfloat16 on CPU only"
         )
-    int8 = quantize == "int8" or description.onnx_only or description.openvino_only
+    int8 = quantize == "int8" or description.int8_onnx or description.openvino_only
     path = onnx_model_path(description, onnx_cache, quantize, threads)
     return OpenVinoBackend(path, threads, "int8" if int8 else dtype, openvino_cache(onnx_cache))
 

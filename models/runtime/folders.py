@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ SUPPORTED_MODEL_TYPES = frozenset({"bert", "distilbert", "roberta", "xlm-roberta
 #: RoBERTa-style position ids start after the padding index, which costs two positions.
 _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-#: An ONNX-only folder (an int8 variant) has no safetensors: its graph is its weights.
+#: An ONNX-only folder (an int8 variant, or a float32 copy for serving without PyTorch) has no
+#: safetensors: its graph is its weights.
 ONNX_FILE = "model.onnx"
 #: An OpenVINO int8 variant: its graph as OpenVINO IR (``.xml``, weights in the ``.bin`` next to it).
 OPENVINO_FILE = "openvino_model.xml"
@@ -58,9 +60,27 @@ class ModelDescription:
         return self.weights.name == ONNX_FILE
 
     @property
+    def int8_onnx(self) -> bool:
+        """Whether the folder is an int8 ONNX variant: ONNX-only, and its graph quantized. An ONNX-only
+        copy of a float32 model (the serving image's built-ins) is not: OpenVINO may run it in bfloat16."""
+        return self.onnx_only and _has_int8_ops(self.weights, self.weights.stat().st_mtime_ns)
+
+    @property
     def openvino_only(self) -> bool:
         """Whether the folder holds an OpenVINO IR graph and no other weights (only OpenVINO runs it)."""
         return self.weights.name == OPENVINO_FILE
+
+
+#: Operators only a quantized ONNX graph has (ONNX Runtime's dynamic and static int8 forms).
+_INT8_OPERATORS = (b"MatMulInteger", b"DynamicQuantizeLinear", b"QuantizeLinear", b"QLinearMatMul")
+
+
+@functools.lru_cache(maxsize=64)
+def _has_int8_ops(graph: Path, mtime_ns: int) -> bool:
+    """Whether the ONNX file holds a quantized operator (their names are plain strings in the protobuf,
+    so a scan answers without the onnx package; ``mtime_ns`` keys the cache to the file's version)."""
+    with graph.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return any(data.find(name) != -1 for name in _INT8_OPERATORS)
 
 
 def resolve_source(source: str, revision: str | None = None) -> Path:

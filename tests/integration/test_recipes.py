@@ -99,6 +99,7 @@ def test_int8_variant_is_onnx_only_and_close_to_float32(base: Path, home: Path, 
     assert report["calibration"]["mean_cosine"] >= 0.99
     description = describe_model(tmp_path / "int8")
     assert description.onnx_only
+    assert description.int8_onnx
     assert not (tmp_path / "int8" / "model.safetensors").exists()
     assert len(weight_matmuls(description.weights)) == len(report["kept_float32"])  # the rest are int8 now
     backend, runtime = create_backend(description, "auto", "cpu", "float32", "none", tmp_path / "onnx", 2)

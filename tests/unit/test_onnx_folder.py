@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.runtime.autodtype import choose_auto
+from models.runtime.cpu import host_bf16_flag
 from models.runtime.drift import sample_rows
 from models.runtime.factory import create_backend
 from models.runtime.folders import describe_model
+from models.runtime.openvino import openvino_available
 from models.runtime.tokenization import TextTokenizer
 from models.training.onnx_folder import write_onnx_folder
 
@@ -26,6 +29,7 @@ def test_onnx_folder_serves_the_same_rows(
     assert not list(out.glob("*.safetensors"))
     original, slim = describe_model(source, task=task), describe_model(out, task=task)  # type: ignore[arg-type]
     assert slim.onnx_only
+    assert not slim.int8_onnx  # a float32 graph: dtype auto may run it in bfloat16 on OpenVINO
     assert (slim.task, slim.pooling, slim.labels) == (original.task, original.pooling, original.labels)
     rows = []
     for description in (original, slim):
@@ -34,3 +38,19 @@ def test_onnx_folder_serves_the_same_rows(
         tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
         rows.append(sample_rows(backend, tokenizer))
     np.testing.assert_array_equal(rows[0], rows[1])
+
+
+def test_dtype_auto_treats_an_onnx_only_float32_folder_as_float32(
+    tmp_path: Path, tiny_embedder: Path
+) -> None:
+    """The serving image's built-ins are ONNX-only float32 folders: dtype auto tries bfloat16 on them as
+    on the original (not "int8 (quantized weights)"), and serves float32 when bfloat16 is switched off."""
+    out = write_onnx_folder(tiny_embedder, tmp_path / "slim", tmp_path / "onnx")
+    description = describe_model(out)
+    off = choose_auto(description, "auto", "cpu", "none", tmp_path / "onnx", 1, "off")
+    assert (off.runtime, off.backend.dtype) == ("onnx", "float32")
+    assert off.reason.startswith("dtype auto: float32 (")
+    on = choose_auto(description, "auto", "cpu", "none", tmp_path / "onnx", 1, "auto")
+    assert "int8" not in on.reason
+    if host_bf16_flag() and openvino_available():
+        assert on.runtime == "openvino", on.reason
