@@ -76,9 +76,36 @@ build_base() {
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$WORK/rootfs" \
     http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 || fail "debootstrap (see $WORK/debootstrap.log)"
   cp /etc/apt/sources.list.d/debian.sources "$WORK/rootfs/etc/apt/sources.list.d/" 2>/dev/null || true
+  local full
+  full=$(du -sm "$WORK/rootfs" | cut -f1)
+  slim_rootfs "$WORK/rootfs"
   tar -C "$WORK/rootfs" -c . | podman import - "$BASE" >/dev/null || fail "podman import"
   rm -rf "$WORK/rootfs"
-  pass "base image imported"
+  pass "base image imported: ${full} MiB rootfs slimmed to $(($(podman image inspect "$BASE" --format '{{.Size}}') / 1000000)) MB"
+}
+
+# Makes the debootstrap rootfs resemble Debian's slim images, which python:3.11-slim-bookworm (the
+# Dockerfile's default base) is built on: no docs (but copyright files), man pages, info pages or
+# translations, no apt package cache or lists; dpkg leaves them out of later installs too.
+slim_rootfs() { # rootfs
+  local root=$1
+  cat >"$root/etc/dpkg/dpkg.cfg.d/slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+EOF
+  find "$root/usr/share/doc" -type f ! -name copyright -delete
+  find "$root/usr/share/doc" -type l -delete
+  find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+  find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+  rm -rf "$root"/usr/share/{man,groff,info,lintian,linda}/* "$root"/var/lib/apt/lists/* \
+    "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/var/log/*.log
 }
 
 build_images() {
