@@ -186,7 +186,7 @@ run_container() {
     grep -qF "$metric" <<<"$out" || fail "/metrics lacks: $metric"
   done
   pass "/metrics: request, batch and ready series"
-  podman logs bertserve-smoke 2>&1 | grep '"request_id": "smoke-1"' | python3 -c \
+  podman logs bertserve-smoke 2>&1 | grep -E '"request_id": ?"smoke-1"' | python3 -c \
     'import json,sys; line=json.loads(sys.stdin.readline()); assert line["route"]=="/classify"' ||
     fail "no JSON access line for the request id"
   pass "JSON access log line with the request id"
