@@ -7,11 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from models.runtime.devices import default_threads
 from models.training.errors import TrainingError
-from models.training.loop import TrainingConfig, optimizer_steps, parameter_groups, publishing
+from models.training.loop import TrainingConfig, optimizer_steps, parameter_groups, publishing, train
 from service.cli import main
 from service.settings import Settings
 from tests.conftest import TINY, build_tiny_embedder
@@ -90,3 +91,24 @@ def test_one_default_thread_count_for_serving_and_training() -> None:
     assert default_threads() == (os.cpu_count() or 1)
     assert Settings(threads=0).inference_threads == default_threads()
     assert Settings(threads=3).inference_threads == 3
+
+
+def test_frozen_layers_stay_put_and_the_rest_trains() -> None:
+    """frozen_layers: the embedding block and the lowest layers keep their weights; higher layers and the
+    head train; afterwards every parameter is trainable again."""
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(**TINY, num_labels=1))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    ids = torch.randint(5, model.config.vocab_size, (8, 6))
+
+    def forward(batch: list[int]) -> torch.Tensor:
+        logits: torch.Tensor = model(input_ids=ids[batch]).logits
+        return logits.float().pow(2).mean()
+
+    config = TrainingConfig(epochs=1, batch_size=4, learning_rate=1e-2, bf16=False, frozen_layers=1)
+    train(model, [6] * 8, forward, config)
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert not {n for n in changed if ".embeddings." in n or ".layer.0." in n}
+    assert any(".layer.1." in n for n in changed)
+    assert "classifier.weight" in changed
+    assert all(p.requires_grad for p in model.parameters())
