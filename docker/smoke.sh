@@ -206,13 +206,26 @@ stop_container() {
   podman rm bertserve-smoke >/dev/null
 }
 
+# The stack's container for a compose service NAME_1 (podman-compose names it PROJECT_NAME_1, Docker
+# Compose PROJECT-NAME-1). Polled: `up -d` can return before every container is listed.
+stack_container() {
+  local name=$1 found i
+  for i in $(seq 1 30); do
+    found=$(podman ps -a --format '{{.Names}}' | grep -m1 -e "_${name}\$" -e "-${name/_/-}\$") && {
+      echo "$found"
+      return 0
+    }
+    sleep 1
+  done
+  return 1
+}
+
 compose_stack() {
   step "compose stack (podman-compose, host networking): bertserve, redis, prometheus"
   "$COMPOSE" "${COMPOSE_FILES[@]}" up -d --no-build bertserve redis prometheus >"$WORK/compose.log" 2>&1 ||
     fail "podman-compose up (see $WORK/compose.log)"
   local container
-  container=$(podman ps --format '{{.Names}}' | grep -m1 bertserve_1 || podman ps --format '{{.Names}}' |
-    grep -m1 'bertserve-1') || fail "no bertserve container in the stack"
+  container=$(stack_container bertserve_1) || fail "no bertserve container in the stack"
   wait_healthy "$container" 180
   wait_http "http://127.0.0.1:$BERTSERVE_PORT/ready" 120
   pass "bertserve healthy and ready in the stack ($container)"
@@ -251,8 +264,7 @@ compose_scaled() {
     >>"$WORK/compose.log" 2>&1 || fail "podman-compose --profile scaled up (see $WORK/compose.log)"
   local name container
   for name in bertserve_1 bertserve-2_1; do
-    container=$(podman ps --format '{{.Names}}' | grep -m1 -e "_${name}\$" -e "-${name/_/-}\$") ||
-      fail "no $name container in the stack"
+    container=$(stack_container "$name") || fail "no $name container in the stack"
     wait_healthy "$container" 180
   done
   wait_http "http://127.0.0.1:$BERTSERVE_PORT/ready" 120
