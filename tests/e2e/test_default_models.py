@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 #: The default reranker's STS-B test Spearman through /rerank, measured (benchmarks/RESULTS.md; the
 #: scores blended with the embedder's cosine; the issue's goal is 0.85).
-RERANKER_TEST_SPEARMAN = 0.8552
+RERANKER_TEST_SPEARMAN = 0.8535
 
 
 def _sts_sentences(server: Server, count: int) -> list[str]:
