@@ -57,6 +57,16 @@ async def wait_ready(app: FastAPI, limit_s: float = 30.0) -> None:
     raise AssertionError("models did not load in time")
 
 
+async def load_failure(app: FastAPI, limit_s: float = 10.0) -> str:
+    """Poll the registry until model loading has failed; returns why (asserts that it did fail)."""
+    registry = app.state.registry
+    for _ in range(int(limit_s / 0.02)):
+        if registry.failure:
+            return str(registry.failure)
+        await asyncio.sleep(0.02)
+    raise AssertionError("model loading did not fail")
+
+
 async def started_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on ``app`` with its lifespan entered and models loaded."""
     async with app.router.lifespan_context(app):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from models.runtime.folders import describe_model
 from service.app import create_app
 from service.logs import configure_logging
 from service.settings import Settings
-from tests.integration.conftest import started_client
+from tests.integration.conftest import load_failure, started_client
 
 pytestmark = pytest.mark.integration
 
@@ -81,11 +80,7 @@ async def test_explicit_onnx_runtime_fails_loudly(
     monkeypatch.setattr("models.runtime.export.export_onnx", broken_export)
     app = create_app(make_settings(runtime="onnx", home=tmp_path))
     async with app.router.lifespan_context(app):
-        for _ in range(500):
-            if app.state.registry.failure:
-                break
-            await asyncio.sleep(0.02)
-        assert "exporter cannot handle" in app.state.registry.failure
+        assert "exporter cannot handle" in await load_failure(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             ready = await client.get("/ready")

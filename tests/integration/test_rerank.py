@@ -3,7 +3,6 @@ Jina), and pairs on /classify and /predict, against plain transformers on the sa
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from service.app import create_app
 from service.settings import Settings
-from tests.integration.conftest import started_client
+from tests.integration.conftest import load_failure, started_client
 from tests.reference import reference_embeddings, reference_pair_logits
 
 pytestmark = pytest.mark.integration
@@ -222,8 +221,4 @@ async def test_rerank_with_a_non_embedder_fails_the_load(
     ]
     app = create_app(make_settings(models=models))
     async with app.router.lifespan_context(app):
-        for _ in range(500):
-            if app.state.registry.failure:
-                break
-            await asyncio.sleep(0.02)
-        assert "is a classify model, not an embedder" in app.state.registry.failure
+        assert "is a classify model, not an embedder" in await load_failure(app)
