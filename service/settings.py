@@ -138,6 +138,21 @@ class Settings(BaseSettings):
         "CPU had no native bfloat16 (dtype auto serves float32).",
     )
     threads: int = Field(0, ge=0, description="Intra-op threads for inference; 0 means one per CPU core.")
+    streams: int = Field(
+        0,
+        ge=0,
+        description="Batches one CPU model (ONNX Runtime, OpenVINO) runs at the same time, each on "
+        "threads/streams threads. 0: 2 when there are 2 threads or more, else 1 (one thread per batch "
+        "never waits for a straggler preempted by the event loop: measured in benchmarks/RESULTS.md). "
+        "PyTorch and GPUs run one batch at a time.",
+    )
+    batch_length_ratio: float | None = Field(
+        None,
+        ge=1.0,
+        description="A batch's longest input has at most this many times the tokens of its shortest (on "
+        "CPU, compute grows with padded tokens). Unset: 1.25 on CPU, 2 on CUDA (a GPU wants larger "
+        "batches more than less padding).",
+    )
     tokenizer_workers: int = Field(2, ge=1, description="Threads that tokenize requests off the event loop.")
     max_batch_tokens: int | None = Field(
         None,
@@ -295,6 +310,11 @@ class Settings(BaseSettings):
     def inference_threads(self) -> int:
         """``threads``, with 0 resolved to the runtime's one default (a thread per core)."""
         return self.threads or default_threads()
+
+    @property
+    def inference_streams(self) -> int:
+        """``streams``, with 0 resolved: two concurrent batches when there are two threads or more."""
+        return self.streams or min(2, self.inference_threads)
 
     def load_api_keys(self) -> list[bytes]:
         """Every configured key, from the environment and from the keys file."""

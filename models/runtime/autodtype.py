@@ -10,6 +10,7 @@ model is served in float32, and the log and ``/info`` say why.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +50,15 @@ def choose_backend(
     onnx_cache: Path,
     threads: int,
     bf16: Bf16Policy = "auto",
+    streams: int = 1,
 ) -> Choice:
-    """Build the backend for ``description``, resolving ``dtype: auto``."""
+    """Build the backend for ``description``, resolving ``dtype: auto``; ``streams``: batches a CPU
+    backend runs at once."""
     if dtype == "auto":
-        return choose_auto(description, runtime, device, quantize, onnx_cache, threads, bf16)
-    backend, name = create_backend(description, runtime, device, dtype, quantize, onnx_cache, threads)
+        return choose_auto(description, runtime, device, quantize, onnx_cache, threads, bf16, streams)
+    backend, name = create_backend(
+        description, runtime, device, dtype, quantize, onnx_cache, threads, streams
+    )
     return Choice(backend, name, f"dtype {dtype} as configured")
 
 
@@ -78,13 +83,17 @@ def choose_auto(
     onnx_cache: Path,
     threads: int,
     bf16: Bf16Policy,
+    streams: int = 1,
 ) -> Choice:
-    """Resolve ``dtype: auto`` for ``description`` and build its backend."""
+    """Resolve ``dtype: auto`` for ``description`` and build its backend (``streams``: batches at once)."""
+    float32 = functools.partial(
+        create_backend, description, runtime, device, "float32", quantize, onnx_cache, threads, streams
+    )
     if resolve_device(device) != "cpu":
-        backend, name = create_backend(description, runtime, device, "float32", quantize, onnx_cache, threads)
+        backend, name = float32()
         return Choice(backend, name, "dtype auto on a GPU: float32")
     if quantize == "int8" or description.int8_onnx or description.openvino_only:
-        backend, name = create_backend(description, runtime, device, "float32", quantize, onnx_cache, threads)
+        backend, name = float32()
         return Choice(backend, name, "int8 (quantized weights)")
     from models.runtime.openvino import OpenVinoBackend, openvino_available
 
@@ -93,7 +102,7 @@ def choose_auto(
     if obstacle is None:
         try:
             graph = onnx_model_path(description, onnx_cache)  # an ONNX-only folder's own graph
-            candidate = OpenVinoBackend(graph, threads, "bfloat16", openvino_cache(onnx_cache))
+            candidate = OpenVinoBackend(graph, threads, "bfloat16", openvino_cache(onnx_cache), streams)
             tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
             reference = sample_rows(OnnxBackend(graph, threads), tokenizer)
             drift = compare(reference, sample_rows(candidate, tokenizer), "float32", description.task)
@@ -110,5 +119,5 @@ def choose_auto(
             obstacle = f"bfloat16 drifts too far (min cosine {drift.min_cosine:.6f} < {BF16_MIN_COSINE})"
     reason = f"dtype auto: float32 ({obstacle})"
     logger.info("%s: %s", description.path, reason)
-    backend, name = create_backend(description, runtime, device, "float32", quantize, onnx_cache, threads)
+    backend, name = float32()
     return Choice(backend, name, reason)

@@ -27,6 +27,11 @@ class EncoderBackend(Protocol):
         """Weights dtype name."""
         ...
 
+    @property
+    def streams(self) -> int:
+        """How many ``forward`` calls may run at once (the engine starts one batch worker for each)."""
+        ...
+
     def forward(self, batch: ModelInputs) -> np.ndarray:
         """Return float32 rows, one per input: pooled embeddings or logits."""
         ...

@@ -15,6 +15,11 @@ from models.runtime.errors import ModelLoadError
 CPU_BATCH_TOKENS = 512
 #: Inputs per batch on CPU.
 CPU_BATCH_ITEMS = 64
+#: Longest / shortest input of a CPU batch at most: padding costs compute one for one on CPU, and with a
+#: thread per batch (two streams) small batches cost no more per input (benchmarks/RESULTS.md).
+CPU_BATCH_LENGTH_RATIO = 1.25
+#: The same on CUDA: a GPU is launch-bound, so it takes larger batches with more padding.
+CUDA_BATCH_LENGTH_RATIO = 2.0
 #: Inputs per batch on CUDA: a GPU is launch-bound on small batches, so it takes every waiting input
 #: (up to the largest batch the GPU benchmark sweeps) and lets the token budget bound the memory.
 CUDA_BATCH_ITEMS = 512
@@ -86,6 +91,11 @@ def default_batch_limits(device: str, model_path: Path, dtype: str) -> tuple[int
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     config = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
     return cuda_batch_tokens(free, activation_bytes_per_token(config, dtype)), CUDA_BATCH_ITEMS
+
+
+def default_length_ratio(device: str) -> float:
+    """Longest / shortest input per batch when the settings leave it unset."""
+    return CUDA_BATCH_LENGTH_RATIO if device.startswith("cuda") else CPU_BATCH_LENGTH_RATIO
 
 
 def default_threads() -> int:

@@ -31,8 +31,10 @@ def create_backend(
     quantize: Quantize,
     onnx_cache: Path,
     threads: int,
+    streams: int = 1,
 ) -> tuple[EncoderBackend, str]:
-    """Build the backend for an explicit ``dtype``; returns it and the runtime's name.
+    """Build the backend for an explicit ``dtype``; returns it and the runtime's name. ``streams``:
+    batches an ONNX Runtime or OpenVINO backend runs at once (PyTorch runs one).
 
     ``runtime: auto`` on CPU: ONNX Runtime for float32 (the exact path) and int8, OpenVINO for bfloat16
     (PyTorch when OpenVINO is not installed) and for an OpenVINO int8 variant, PyTorch for the rest.
@@ -47,7 +49,7 @@ def create_backend(
         )
     wants_openvino = description.openvino_only or (dtype == "bfloat16" and on_cpu and _has_openvino())
     if runtime == "openvino" or (runtime == "auto" and wants_openvino):
-        return _openvino(description, on_cpu, dtype, quantize, onnx_cache, threads), "openvino"
+        return _openvino(description, on_cpu, dtype, quantize, onnx_cache, (threads, streams)), "openvino"
     on_cpu_fp32 = on_cpu and dtype == "float32"
     if int8 and (runtime == "torch" or not on_cpu_fp32):
         what = "an int8 ONNX variant" if description.int8_onnx else "quantize=int8"
@@ -60,7 +62,7 @@ def create_backend(
     if int8 or (runtime in ("onnx", "auto") and on_cpu_fp32):
         try:
             path = onnx_model_path(description, onnx_cache, quantize, threads)
-            return OnnxBackend(path, threads, "int8" if int8 else "float32"), "onnx"
+            return OnnxBackend(path, threads, "int8" if int8 else "float32", streams), "onnx"
         except ModelLoadError as exc:
             if runtime == "onnx" or int8:
                 raise
@@ -88,9 +90,10 @@ def _openvino(
     dtype: DType,
     quantize: Quantize,
     onnx_cache: Path,
-    threads: int,
+    parallel: tuple[int, int],
 ) -> EncoderBackend:
-    """OpenVINO on the model's graph: float32 or bfloat16, or int8 for an int8 graph."""
+    """OpenVINO on the model's graph: float32 or bfloat16, or int8 for an int8 graph; ``parallel``:
+    (threads, streams)."""
     from models.runtime.openvino import OpenVinoBackend
 
     if not on_cpu or dtype not in ("float32", "bfloat16"):
@@ -98,8 +101,10 @@ def _openvino(
             f"{description.path}: the openvino runtime serves float32 or bfloat16 on CPU only"
         )
     int8 = quantize == "int8" or description.int8_onnx or description.openvino_only
+    threads, streams = parallel
     path = onnx_model_path(description, onnx_cache, quantize, threads)
-    return OpenVinoBackend(path, threads, "int8" if int8 else dtype, openvino_cache(onnx_cache))
+    dtype_name = "int8" if int8 else dtype
+    return OpenVinoBackend(path, threads, dtype_name, openvino_cache(onnx_cache), streams)
 
 
 def openvino_cache(onnx_cache: Path) -> Path:

@@ -33,13 +33,18 @@ def onnx_session(path: Path, threads: int) -> Any:
 
 
 class OnnxBackend:
-    """ONNX Runtime on CPU: float32, or int8 (a quantized variant, or quantized at load time)."""
+    """ONNX Runtime on CPU: float32, or int8 (a quantized variant, or quantized at load time).
 
-    def __init__(self, path: Path, threads: int, dtype: str = "float32") -> None:
+    ``streams`` batches may run at once (``InferenceSession.run`` is thread-safe), each on
+    ``threads // streams`` intra-op threads: with one thread a batch runs on its caller's thread alone.
+    """
+
+    def __init__(self, path: Path, threads: int, dtype: str = "float32", streams: int = 1) -> None:
         self.device = "cpu"
         self.dtype = dtype
         self.path = path
-        self.session = onnx_session(path, threads)
+        self.streams = max(1, min(streams, threads))
+        self.session = onnx_session(path, max(1, threads // self.streams))
         self._inputs = [item.name for item in self.session.get_inputs()]
 
     def forward(self, batch: ModelInputs) -> np.ndarray:

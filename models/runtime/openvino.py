@@ -10,7 +10,7 @@ Shapes stay dynamic (batch and tokens): a new batch shape is not a new compilati
 
 from __future__ import annotations
 
-import threading
+import queue
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,9 @@ def openvino_available() -> bool:
     return True
 
 
-def compile_graph(path: Path | Any, threads: int, precision: str, cache_dir: Path | None) -> Any:
+def compile_graph(
+    path: Path | Any, threads: int, precision: str, cache_dir: Path | None, streams: int = 1
+) -> Any:
     """Compile ``path`` (ONNX, OpenVINO IR ``.xml``, or an in-memory ``openvino.Model``) for the CPU;
     cached in ``cache_dir`` (files only)."""
     import openvino as ov
@@ -41,9 +43,8 @@ def compile_graph(path: Path | Any, threads: int, precision: str, cache_dir: Pat
     config: dict[str, Any] = {
         "INFERENCE_PRECISION_HINT": precision,
         "INFERENCE_NUM_THREADS": threads,
-        # One request at a time (the engine's batcher): all threads go to it, no per-stream split.
-        "PERFORMANCE_HINT": "LATENCY",
-        "NUM_STREAMS": 1,
+        # ``streams`` batches at once (the engine's workers), the threads split between them.
+        "NUM_STREAMS": streams,
         # Shared machines and containers: do not pin the threads to cores others are using.
         "ENABLE_CPU_PINNING": False,
     }
@@ -58,20 +59,30 @@ def compile_graph(path: Path | Any, threads: int, precision: str, cache_dir: Pat
 
 class OpenVinoBackend:
     """OpenVINO on CPU: ``dtype`` float32, bfloat16, or int8 (a graph with quantize nodes). ``path``: a
-    graph file, or an in-memory ``openvino.Model`` (the int8 recipe's trial graphs)."""
+    graph file, or an in-memory ``openvino.Model`` (the int8 recipe's trial graphs). ``streams``
+    batches may run at once, each on its share of ``threads``."""
 
-    def __init__(self, path: Path | Any, threads: int, dtype: str, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | Any,
+        threads: int,
+        dtype: str,
+        cache_dir: Path | None = None,
+        streams: int = 1,
+    ) -> None:
         if dtype not in PRECISION_HINTS:
             raise ModelLoadError(f"{path}: OpenVINO serves {', '.join(PRECISION_HINTS)}, not {dtype}")
         self.device = "cpu"
         self.dtype = dtype
         self.path = path
-        self.compiled = compile_graph(path, threads, PRECISION_HINTS[dtype], cache_dir)
+        self.streams = max(1, min(streams, threads))
+        self.compiled = compile_graph(path, threads, PRECISION_HINTS[dtype], cache_dir, self.streams)
         self._inputs = [port.get_any_name() for port in self.compiled.inputs]
-        self._request = self.compiled.create_infer_request()
-        # One infer request, reused (its buffers stay allocated); the lock covers callers outside
-        # the engine's single inference thread (the drift check, benchmarks).
-        self._lock = threading.Lock()
+        # One infer request per stream, reused (their buffers stay allocated); a caller takes a free
+        # one, so concurrent callers (the engine's workers, the drift check) never share a request.
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(self.streams):
+            self._requests.put(self.compiled.create_infer_request())
 
     def forward(self, batch: ModelInputs) -> np.ndarray:
         """Run one padded batch; returns float32 rows."""
@@ -81,6 +92,9 @@ class OpenVinoBackend:
             "token_type_ids": batch.token_type_ids,
         }
         feed = {name: arrays[name] for name in self._inputs}
-        with self._lock:
-            result = self._request.infer(feed)
+        request = self._requests.get()
+        try:
+            result = request.infer(feed)
             return np.array(result[0], dtype=np.float32, copy=True)
+        finally:
+            self._requests.put(request)

@@ -40,6 +40,8 @@ class TorchBackend:
         self.description = description
         self.device = resolve_device(device)
         self.dtype = dtype
+        #: One batch at a time: eager PyTorch holds the GIL between kernels, and a GPU queues work anyway.
+        self.streams = 1
         self.model = load_module(description, self.device, _TORCH_DTYPES[dtype])
         self._uses_token_types = takes_token_types(self.model)
         # Pinned (page-locked) host memory makes the copies asynchronous; it only exists with CUDA.

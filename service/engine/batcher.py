@@ -1,7 +1,9 @@
-"""The batcher: one thread per model that takes batches from the queue and runs them.
+"""The batcher: one worker thread per model stream that takes batches from the queue and runs them.
 
-Only this thread calls the model, so a backend never sees two batches at once. Items whose request was
-cancelled, failed or ran past its deadline are dropped here, before they reach the model.
+A backend declares how many batches it runs at once (``streams``: 1 for PyTorch and GPUs, 2 by default
+for ONNX Runtime and OpenVINO on CPU, each stream on its share of the threads), and only these workers
+call it. Items whose request was cancelled, failed or ran past its deadline are dropped here, before
+they reach the model.
 """
 
 from __future__ import annotations
@@ -51,24 +53,42 @@ class Batcher:
         self.backend = backend
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
-        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
-        #: ``time.perf_counter()`` when the batch now inside the model started; None between batches.
-        self.batch_started: float | None = None
+        streams = max(1, backend.streams)
+        self._settle = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"batcher-{name}-{index}", daemon=True)
+            for index in range(streams)
+        ]
+        #: Per worker: ``time.perf_counter()`` when its batch entered the model; absent between batches.
+        self._started: dict[int, float] = {}
 
     @property
     def alive(self) -> bool:
-        """Whether the batcher thread is running."""
-        return self._thread.is_alive()
+        """Whether every worker thread is running."""
+        return all(thread.is_alive() for thread in self._threads)
+
+    @property
+    def workers(self) -> int:
+        """How many batches may be inside the model at once."""
+        return len(self._threads)
+
+    @property
+    def batch_started(self) -> float | None:
+        """When the oldest batch now inside the model started; None while no batch is."""
+        return min(self._started.values(), default=None)
 
     def start(self) -> None:
-        """Start the batcher thread."""
-        self._thread.start()
+        """Start the worker threads."""
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Close the queue, let the thread finish what is queued, and join it."""
+        """Close the queue, let the workers finish what is queued, and join them."""
         self.queue.close()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _loop(self) -> None:
         while (batch := self.queue.take(self.max_wait_s)) is not None:
@@ -85,26 +105,39 @@ class Batcher:
 
     def _run_live(self, batch: list[WorkItem], finished: list[PendingRequest]) -> None:
         live = [item for item in batch if item.request.live]
-        for item in batch:
-            request = item.request
-            if not request.live and request.error is None and not request.abandoned:
-                _finish(request, DeadlineExceededError("deadline passed while queued"), finished)
+        # Workers share requests (a client batch spreads over several model batches): every change
+        # to a request's rows, count or error happens under one lock, so exactly one worker finishes it.
+        with self._settle:
+            for item in batch:
+                request = item.request
+                if not request.live and request.error is None and not request.abandoned:
+                    _finish(request, DeadlineExceededError("deadline passed while queued"), finished)
         if not live:
             return
+        outcome = self._forward(live)
+        with self._settle:
+            if isinstance(outcome, BaseException):
+                _fail_all(live, outcome, finished)
+                return
+            rows, started, ended = outcome
+            for item, row in zip(live, rows, strict=True):
+                _deliver(item, row, started, ended, finished)
+
+    def _forward(self, live: list[WorkItem]) -> tuple[np.ndarray, float, float] | BaseException:
+        """Run the model on ``live``: (rows, start, end), or the error to fail the batch's requests with."""
         inputs = self.tokenizer.collate([item.tokens for item in live])
-        started = self.batch_started = time.perf_counter()
+        worker = threading.get_ident()
+        started = self._started[worker] = time.perf_counter()
         try:
             rows = self.backend.forward(inputs)
         except DeviceOutOfMemoryError as exc:  # retryable (503): the model runs the next batch as usual
             logger.warning("model %s: %s", self.name, exc)
-            _fail_all(live, exc, finished)
-            return
-        except Exception:  # a failing batch must fail its requests, not the thread
+            return exc
+        except Exception:  # a failing batch must fail its requests, not the worker
             logger.exception("model %s failed on a batch of %d inputs", self.name, len(live))
-            _fail_all(live, InferenceError(f"model {self.name!r} failed to run this batch"), finished)
-            return
+            return InferenceError(f"model {self.name!r} failed to run this batch")
         finally:
-            self.batch_started = None
+            del self._started[worker]
         ended = time.perf_counter()
         if self.on_batch is not None:
             self.on_batch(
@@ -115,8 +148,7 @@ class Batcher:
                     ended - started,
                 )
             )
-        for item, row in zip(live, rows, strict=True):
-            _deliver(item, row, started, ended, finished)
+        return rows, started, ended
 
 
 def _deliver(

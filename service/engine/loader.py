@@ -17,7 +17,7 @@ from pathlib import Path
 from models.runtime import builtins as defaults
 from models.runtime.autodtype import Choice, choose_backend
 from models.runtime.contract import EncoderBackend
-from models.runtime.devices import default_batch_limits
+from models.runtime.devices import default_batch_limits, default_length_ratio
 from models.runtime.drift import Drift, OnnxReference, check_floor, measure_drift
 from models.runtime.errors import ModelLoadError
 from models.runtime.folders import ModelDescription, describe_model, resolve_source
@@ -140,12 +140,14 @@ class ModelLoader:
         engine.start()
         seconds = time.perf_counter() - started
         logger.info(
-            "model %s loaded (%s, %s %s on %s; batches up to %d padded tokens, %d inputs) in %.1f s",
+            "model %s loaded (%s, %s %s on %s, %d stream(s); batches up to %d padded tokens, %d inputs) "
+            "in %.1f s",
             spec.name,
             description.task,
             runtime,
             backend.dtype,
             backend.device,
+            backend.streams,
             engine.queue.limits.batch_tokens,
             engine.queue.limits.batch_items,
             seconds,
@@ -166,6 +168,7 @@ class ModelLoader:
                 self._settings.home / "onnx",
                 threads,
                 self._settings.cpu_bfloat16,
+                self._settings.inference_streams,
             )
         except ModelLoadError as exc:
             raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc
@@ -197,6 +200,7 @@ class ModelLoader:
             batch_tokens=batch_tokens,
             batch_items=batch_items,
             saturation=settings.ready_queue_fraction,
+            length_ratio=settings.batch_length_ratio or default_length_ratio(backend.device),
         )
         return EngineConfig(
             limits,

@@ -77,6 +77,8 @@ class QueueLimits:
     batch_items: int
     #: Fraction of either admission bound from which the queue counts as saturated (readiness).
     saturation: float = 1.0
+    #: A batch's longest input has at most this many times the tokens of its shortest.
+    length_ratio: float = 2.0
 
 
 class BatchQueue:
@@ -152,6 +154,8 @@ class BatchQueue:
             self._items = [item for item in self._items if id(item) not in taken]
             self._tokens -= sum(item.length for item in batch)
             self._note_pressure()
+            if self._items:  # a put wakes one worker: pass what is left on to the next idle one
+                self._cond.notify()
             return batch
 
     def close(self) -> None:
@@ -176,13 +180,12 @@ class BatchQueue:
         waiting = sum(item.length for item in self._items)
         return len(self._items) >= self.limits.batch_items or waiting >= self.limits.batch_tokens
 
-    @staticmethod
-    def _dense(option: tuple[int, int, int], lengths: list[int], low: int) -> bool:
-        # A short item padded to over twice its length costs more here than in a later batch of
-        # its peers (on CPU, compute is proportional to padded tokens).
+    def _dense(self, option: tuple[int, int, int], lengths: list[int], low: int) -> bool:
+        # A short item padded far past its length costs more here than in a later batch of its peers
+        # (on CPU, compute is proportional to padded tokens).
         _, side, longest = option
         shortest = lengths[low - 1] if side < 0 else lengths[low]
-        return 2 * shortest >= longest
+        return self.limits.length_ratio * shortest >= longest
 
     def _select(self) -> list[WorkItem]:
         """The oldest item plus the neighbours (by length) that add the least padding, in budget."""

@@ -220,6 +220,10 @@ class ModelInfo(BaseModel):
     dtype: str
     runtime: str
     reason: str = Field("", description="Why this runtime and dtype (dtype auto: what it found).")
+    streams: int = Field(1, description="Batches the model runs at once (one worker thread each).")
+    batch_length_ratio: float = Field(
+        2.0, description="A batch's longest input has at most this many times the tokens of its shortest."
+    )
     max_input_tokens: int
     pooling: str | None
     hidden_size: int

@@ -68,6 +68,8 @@ async def info(registry: RegistryDep) -> InfoResponse:
             dtype=loaded.dtype,
             runtime=loaded.runtime,
             reason=loaded.reason,
+            streams=loaded.engine.batcher.workers,
+            batch_length_ratio=loaded.engine.queue.limits.length_ratio,
             max_input_tokens=loaded.engine.description.max_input_tokens,
             pooling=loaded.engine.description.pooling if loaded.engine.task == "embed" else None,
             hidden_size=loaded.engine.description.hidden_size,

@@ -16,14 +16,29 @@ class GatedBackend:
     def __init__(self, engine: ModelEngine) -> None:
         self.inner = engine.backend
         self.device, self.dtype = self.inner.device, self.inner.dtype
+        # The engine's workers were started for the inner backend's streams.
+        self.streams = engine.batcher.workers
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
+        #: Batches inside ``forward`` now, and the most there ever were at once.
+        self.inside = self.most_inside = 0
+        self._count = threading.Lock()
         self.batches: list[list[list[int]]] = []
         self.fail_marker: int | None = None
         engine.backend = engine.batcher.backend = self
 
     def forward(self, batch: ModelInputs) -> np.ndarray:
+        with self._count:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            return self._forward(batch)
+        finally:
+            with self._count:
+                self.inside -= 1
+
+    def _forward(self, batch: ModelInputs) -> np.ndarray:
         self.entered.set()
         assert self.gate.wait(20), "test gate never opened"
         rows = [

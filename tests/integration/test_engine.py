@@ -226,3 +226,34 @@ async def test_client_disconnect_drops_its_items_and_answers_499(
         metrics = (await client.get("/metrics")).text
         assert 'bertserve_requests_total{model="tiny-embed",route="/embed",status="499"} 1.0' in metrics
         await _drained(engine)
+
+
+async def test_two_streams_run_two_batches_at_once_and_reassemble_a_client_batch(
+    make_settings: Callable[..., Settings], tiny_embedder: Path
+) -> None:
+    app = create_app(make_settings(cache="none", threads=2, streams=2))
+    # Lengths from 2 to 25 words: the batch length ratio spreads the request over several model batches.
+    texts = [f"client item {i} " + "word " * (i % 23) for i in range(32)]
+    async for client in started_client(app):
+        engine = _engine(app)
+        assert (engine.batcher.workers, engine.backend.streams) == (2, 2)
+        gated = GatedBackend(engine)
+        gated.gate.clear()
+        pending = asyncio.ensure_future(client.post("/embed", json={"inputs": texts}))
+        await _until(functools.partial(_inside_is, gated, 2))
+        assert gated.inside == 2, "the second worker never took a batch while the first was held"
+        gated.gate.set()
+        response = await pending
+        assert response.status_code == 200
+        np.testing.assert_allclose(
+            np.array(response.json()), reference_embeddings(tiny_embedder, texts), atol=2e-5
+        )
+        assert len(gated.batches) >= 3
+        assert gated.most_inside == 2
+        info = (await client.get("/info")).json()["models"][0]
+        assert (info["streams"], info["batch_length_ratio"]) == (2, 1.25)
+        await _drained(engine)
+
+
+def _inside_is(gated: GatedBackend, count: int) -> bool:
+    return gated.inside == count

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,26 @@ def test_load_time_int8_runs_on_openvino(tiny_embedder: Path, tmp_path: Path) ->
     assert (runtime, backend.dtype) == ("openvino", "int8")
     drift = compare(sample_rows(onnx, tokenizer), sample_rows(backend, tokenizer), "onnx int8")
     assert drift.min_cosine > 0.99
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_two_streams_run_concurrent_batches_with_the_same_rows(
+    runtime: str, tiny_embedder: Path, tmp_path: Path
+) -> None:
+    description = describe_model(tiny_embedder)
+    tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
+    single, _ = create_backend(description, runtime, "cpu", "float32", "none", tmp_path, 1)  # type: ignore[arg-type]
+    double, _ = create_backend(description, runtime, "cpu", "float32", "none", tmp_path, 2, streams=2)  # type: ignore[arg-type]
+    assert (single.streams, double.streams) == (1, 2)
+    if isinstance(double, OpenVinoBackend):
+        assert int(double.compiled.get_property("NUM_STREAMS")) == 2
+    texts = [[f"text {i} " + "more " * (i % 7)] * (i % 5 + 1) for i in range(40)]
+    batches = [tokenizer.collate(tokenizer.encode(group, truncate=True)) for group in texts]
+    expected = [single.forward(batch) for batch in batches]
+    with ThreadPoolExecutor(4) as pool:  # more callers than streams: they wait for a free one
+        got = list(pool.map(double.forward, batches))
+    for rows, reference in zip(got, expected, strict=True):
+        np.testing.assert_allclose(rows, reference, atol=1e-5)
+    # The threads bound the streams: one thread runs one batch at a time.
+    one, _ = create_backend(description, runtime, "cpu", "float32", "none", tmp_path, 1, streams=2)  # type: ignore[arg-type]
+    assert one.streams == 1

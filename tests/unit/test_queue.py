@@ -63,6 +63,14 @@ def test_rows_are_not_padded_past_twice_their_length() -> None:
     assert sorted(item.length for item in first) == [16, 30]
 
 
+def test_length_ratio_bounds_padding() -> None:
+    queue = BatchQueue(
+        QueueLimits(max_requests=4, max_tokens=10_000, batch_tokens=1000, batch_items=8, length_ratio=1.25)
+    )
+    _put(queue, [16, 14, 20, 21, 30])
+    assert _drain(queue) == [[14, 16], [20, 21], [30]]
+
+
 def test_long_items_are_not_starved() -> None:
     queue = _queue(batch_tokens=64, batch_items=8)
     _put(queue, [60])
