@@ -16,6 +16,7 @@ import json
 import random
 import re
 import time
+from collections.abc import Sequence
 
 import httpx
 
@@ -34,9 +35,11 @@ def _metric(text: str, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def served(spec: str, sentences: list[str], seconds: float) -> tuple[list[object], float]:
-    """The served row, and the mean batch size it ran at."""
-    server = start_bertserve(f"builtin:all-minilm-l6-v2,{spec}")
+def served(
+    spec: str, sentences: list[str], seconds: float, extra: Sequence[str] = ()
+) -> tuple[list[object], float]:
+    """The served row, and the mean batch size it ran at; ``extra``: more ``bertserve serve`` flags."""
+    server = start_bertserve(f"builtin:all-minilm-l6-v2,{spec}", extra)
     try:
         bodies = [json.dumps({"inputs": text}) for text in sentences]
         before_text, before_cpu = httpx.get(server.url + "/metrics").text, cpu_seconds(server.process.pid)
