@@ -13,7 +13,7 @@ from models.runtime.drift import compare, sample_rows
 from models.runtime.errors import ModelLoadError
 from models.runtime.factory import create_backend, openvino_cache
 from models.runtime.folders import describe_model
-from models.runtime.openvino import OpenVinoBackend
+from models.runtime.openvino import RUNTIME_CACHE_CAPACITY, OpenVinoBackend, compile_config
 from models.runtime.tokenization import TextTokenizer
 
 pytestmark = pytest.mark.unit
@@ -89,6 +89,9 @@ def test_two_streams_run_concurrent_batches_with_the_same_rows(
     assert (single.streams, double.streams) == (1, 2)
     if isinstance(double, OpenVinoBackend):
         assert int(double.compiled.get_property("NUM_STREAMS")) == 2
+        # Memory stays bounded however many batch shapes are served (the compiled model does not
+        # report this setting back; an unknown key would have failed the compilation).
+        assert compile_config(2, "f32", 2)["CPU_RUNTIME_CACHE_CAPACITY"] == RUNTIME_CACHE_CAPACITY
     texts = [[f"text {i} " + "more " * (i % 7)] * (i % 5 + 1) for i in range(40)]
     batches = [tokenizer.collate(tokenizer.encode(group, truncate=True)) for group in texts]
     expected = [single.forward(batch) for batch in batches]
