@@ -98,6 +98,11 @@ def default_length_ratio(device: str) -> float:
     return CUDA_BATCH_LENGTH_RATIO if device.startswith("cuda") else CPU_BATCH_LENGTH_RATIO
 
 
+def stream_count(threads: int, streams: int) -> int:
+    """Concurrent batches a CPU backend can run: ``streams``, at least 1 and at most one per thread."""
+    return max(1, min(streams, threads))
+
+
 def default_threads() -> int:
     """Threads for inference and training when none are configured: one per core. The one definition,
     used by the service's settings, the backends and every training step."""

@@ -49,7 +49,7 @@ def create_backend(
         )
     wants_openvino = description.openvino_only or (dtype == "bfloat16" and on_cpu and _has_openvino())
     if runtime == "openvino" or (runtime == "auto" and wants_openvino):
-        return _openvino(description, on_cpu, dtype, quantize, onnx_cache, (threads, streams)), "openvino"
+        return _openvino(description, on_cpu, dtype, quantize, onnx_cache, threads, streams), "openvino"
     on_cpu_fp32 = on_cpu and dtype == "float32"
     if int8 and (runtime == "torch" or not on_cpu_fp32):
         what = "an int8 ONNX variant" if description.int8_onnx else "quantize=int8"
@@ -90,10 +90,10 @@ def _openvino(
     dtype: DType,
     quantize: Quantize,
     onnx_cache: Path,
-    parallel: tuple[int, int],
+    threads: int,
+    streams: int,
 ) -> EncoderBackend:
-    """OpenVINO on the model's graph: float32 or bfloat16, or int8 for an int8 graph; ``parallel``:
-    (threads, streams)."""
+    """OpenVINO on the model's graph: float32 or bfloat16, or int8 for an int8 graph."""
     from models.runtime.openvino import OpenVinoBackend
 
     if not on_cpu or dtype not in ("float32", "bfloat16"):
@@ -101,7 +101,6 @@ def _openvino(
             f"{description.path}: the openvino runtime serves float32 or bfloat16 on CPU only"
         )
     int8 = quantize == "int8" or description.int8_onnx or description.openvino_only
-    threads, streams = parallel
     path = onnx_model_path(description, onnx_cache, quantize, threads)
     dtype_name = "int8" if int8 else dtype
     return OpenVinoBackend(path, threads, dtype_name, openvino_cache(onnx_cache), streams)

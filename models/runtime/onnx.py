@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from models.runtime.devices import stream_count
 from models.runtime.errors import ModelLoadError
 from models.runtime.tokenization import ModelInputs
 
@@ -43,7 +44,7 @@ class OnnxBackend:
         self.device = "cpu"
         self.dtype = dtype
         self.path = path
-        self.streams = max(1, min(streams, threads))
+        self.streams = stream_count(threads, streams)
         self.session = onnx_session(path, max(1, threads // self.streams))
         self._inputs = [item.name for item in self.session.get_inputs()]
 

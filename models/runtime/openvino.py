@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from models.runtime.devices import stream_count
 from models.runtime.errors import ModelLoadError
 from models.runtime.tokenization import ModelInputs
 
@@ -88,7 +89,7 @@ class OpenVinoBackend:
         self.device = "cpu"
         self.dtype = dtype
         self.path = path
-        self.streams = max(1, min(streams, threads))
+        self.streams = stream_count(threads, streams)
         self.compiled = compile_graph(path, threads, PRECISION_HINTS[dtype], cache_dir, self.streams)
         self._inputs = [port.get_any_name() for port in self.compiled.inputs]
         # One infer request per stream, reused (their buffers stay allocated); a caller takes a free

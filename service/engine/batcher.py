@@ -53,7 +53,7 @@ class Batcher:
         self.backend = backend
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
-        streams = max(1, backend.streams)
+        streams = backend.streams
         self._settle = threading.Lock()
         self._threads = [
             threading.Thread(target=self._loop, name=f"batcher-{name}-{index}", daemon=True)
@@ -75,7 +75,8 @@ class Batcher:
     @property
     def batch_started(self) -> float | None:
         """When the oldest batch now inside the model started; None while no batch is."""
-        return min(self._started.values(), default=None)
+        # A snapshot: the workers add and remove their entries meanwhile.
+        return min(tuple(self._started.values()), default=None)
 
     def start(self) -> None:
         """Start the worker threads."""
