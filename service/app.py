@@ -21,8 +21,10 @@ from service.http.auth import ApiKeyMiddleware, TokenBuckets
 from service.http.deps import make_serving
 from service.http.errors import install_error_handlers
 from service.http.fast import FastRoutesMiddleware
+from service.http.front import ServingApp
 from service.http.middleware import BodyLimitMiddleware, RequestObserverMiddleware
 from service.http.openapi import install_openapi
+from service.logs import AccessLog
 from service.metrics import Metrics
 from service.routes import classify, embed, meta, openai, rerank, retrieval, root
 from service.settings import Settings
@@ -42,6 +44,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     tokenize_pool = ThreadPoolExecutor(settings.tokenizer_workers, thread_name_prefix="tokenize")
     cache = build_cache(settings, metrics)
     registry = ModelRegistry(settings, tokenize_pool, metrics, cache)
+    access_log = AccessLog()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,8 +64,9 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
             if cache is not None:
                 await cache.close()
             tokenize_pool.shutdown(wait=False, cancel_futures=True)
+            access_log.flush()
 
-    app = FastAPI(
+    app = ServingApp(
         title="bertserve",
         version=__version__,
         lifespan=lifespan,
@@ -76,6 +80,7 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.access_log = access_log
     app.state.registry = registry
     app.state.serving = make_serving(settings, registry, metrics)
     install_error_handlers(app)
@@ -84,27 +89,31 @@ def create_app(settings: Settings, on_fatal: FatalHandler | None = None) -> Fast
     # Innermost: the inference routes, served without FastAPI's per-request machinery.
     fast_routes = {**embed.FAST_ROUTES, **classify.FAST_ROUTES, **openai.FAST_ROUTES}
     routers = [embed.router, classify.router, openai.router]
-    app.add_middleware(FastRoutesMiddleware, routers=routers, serving=app.state.serving, routes=fast_routes)
+    app.add_front_middleware(
+        FastRoutesMiddleware, routers=routers, serving=app.state.serving, routes=fast_routes
+    )
     # Outermost last: metrics see every response, including 413s from the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_front_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     keys = settings.load_api_keys()
     buckets = (
         TokenBuckets(len(keys), settings.rate_limit_rps, settings.rate_limit_burst)
         if keys and settings.rate_limit_rps > 0
         else None
     )
-    app.add_middleware(ApiKeyMiddleware, keys=keys, open_paths=settings.auth_open_paths, buckets=buckets)
+    app.add_front_middleware(
+        ApiKeyMiddleware, keys=keys, open_paths=settings.auth_open_paths, buckets=buckets
+    )
     install_openapi(app, keys_required=bool(keys), open_paths=settings.auth_open_paths)
     if settings.cors_origins:
         # Outside the key check: browsers send preflights without credentials.
-        app.add_middleware(
+        app.add_front_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["authorization", "content-type", "x-request-id", "cache-control"],
             expose_headers=["x-request-id", "x-total-time", "x-compute-tokens"],
         )
-    app.add_middleware(RequestObserverMiddleware, metrics=metrics)
+    app.add_front_middleware(RequestObserverMiddleware, metrics=metrics, access_log=access_log)
     return app
 
 

@@ -105,6 +105,9 @@ def serve(settings: Settings) -> int:
         log_level=settings.log_level,
         log_config=None,  # configure_logging routes uvicorn's loggers
         access_log=False,  # the app writes its own JSON access line per request
+        # No X-Forwarded-* rewriting of the client address and scheme: bertserve uses neither, and it
+        # is one more middleware per request.
+        proxy_headers=False,
         lifespan="on",
         # uvicorn annotates int but waits with asyncio.wait_for: fractions of a second work too.
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]

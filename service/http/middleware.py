@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import random
 import re
 import time
@@ -11,10 +10,9 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.http.errors import error_body
-from service.logs import ACCESS_LOGGER
+from service.logs import AccessLog
 from service.metrics import Metrics
 
-access_log = logging.getLogger(ACCESS_LOGGER)
 #: Client-chosen request ids are kept when short and plain (they end up in logs and headers).
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -87,9 +85,10 @@ class RequestObserverMiddleware:
     """Per request: an id (taken from X-Request-ID or made) returned in the response, the request
     metrics by route template, model and status, and one JSON access-log line."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: AccessLog) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,7 +127,7 @@ class RequestObserverMiddleware:
             }
             if "api_key_index" in state:  # which configured key (its position), never the key itself
                 fields["api_key"] = state["api_key_index"]
-            access_log.info("request", extra={"fields": fields})
+            self.access_log.write(fields)
 
 
 def _request_id(scope: Scope) -> str:

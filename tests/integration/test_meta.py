@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from models.runtime.errors import ModelLoadError
 from models.runtime.folders import describe_model
@@ -101,7 +102,7 @@ async def test_request_ids_round_trip(client: httpx.AsyncClient) -> None:
 
 
 async def test_access_log_lines_are_json_without_texts(
-    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+    app: FastAPI, client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
@@ -109,6 +110,7 @@ async def test_access_log_lines_are_json_without_texts(
     secret = "a private sentence nobody may log"
     try:
         await client.post("/embed", json={"inputs": [secret, "second"]}, headers={"x-request-id": "r-1"})
+        app.state.access_log.flush()  # access lines are written in batches
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
