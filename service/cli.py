@@ -86,6 +86,7 @@ def serve(settings: Settings) -> int:
     from service.app import create_app
     from service.engine.loader import ModelLoader
     from service.engine.registry import ModelRegistry
+    from service.http.coalesce import CoalescingHttpToolsProtocol
     from service.shutdown import DrainingServer
 
     try:  # fail before binding the port, with one line naming the model and the problem
@@ -108,6 +109,7 @@ def serve(settings: Settings) -> int:
         # No X-Forwarded-* rewriting of the client address and scheme: bertserve uses neither, and it
         # is one more middleware per request.
         proxy_headers=False,
+        http=CoalescingHttpToolsProtocol,  # one socket write per response
         lifespan="on",
         # uvicorn annotates int but waits with asyncio.wait_for: fractions of a second work too.
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
