@@ -35,7 +35,7 @@ from models.runtime.devices import default_threads
 from models.runtime.factory import cached_graph
 from models.runtime.folders import describe_model
 from models.runtime.onnx import OnnxBackend
-from models.runtime.tokenization import TextTokenizer
+from models.runtime.tokenization import TextTokenizer, TokenizedText
 from models.runtime.torch_backend import TorchBackend
 
 #: This machine kind: ~180 GFLOP/s float32 on 2 threads; all-MiniLM-L6-v2: ~21.5 MFLOP per token.
@@ -66,14 +66,19 @@ def in_process_baseline(sentences: list[str], runtime: str) -> tuple[list[tuple[
     return rates, float(np.median(single)), mean_tokens
 
 
+def length_sorted(tokenizer: TextTokenizer, sentences: list[str]) -> tuple[list[str], list[TokenizedText]]:
+    """``sentences`` and their tokenized items, shortest first (how the benchmarks form batches)."""
+    items = tokenizer.encode(sentences, truncate=True)
+    order = sorted(range(len(items)), key=lambda i: items[i].tokens)
+    return [sentences[i] for i in order], [items[i] for i in order]
+
+
 def batch_rates(
     tokenizer: TextTokenizer, backend: EncoderBackend, sentences: list[str], tokenize: bool = False
 ) -> list[tuple[int, float, float]]:
     """(batch size, sentences/s, core-ms per sentence) over ``sentences`` in length-sorted batches;
     tokenization is timed too when ``tokenize`` is set (else done up front)."""
-    items = tokenizer.encode(sentences, truncate=True)
-    order = sorted(range(len(items)), key=lambda i: items[i].tokens)
-    texts, items = [sentences[i] for i in order], [items[i] for i in order]
+    texts, items = length_sorted(tokenizer, sentences)
     backend.forward(tokenizer.collate(items[:8]))
     rates = []
     for size in (1, 8, 16, 32, 64):

@@ -42,7 +42,7 @@ from benchmarks.common import (
     start_bertserve,
     start_process,
 )
-from benchmarks.load import batch_rates
+from benchmarks.load import batch_rates, length_sorted
 from models.runtime.builtins import default_home, minilm_path
 from models.runtime.contract import EncoderBackend
 from models.runtime.factory import create_backend
@@ -124,8 +124,7 @@ def two_stream_rate(
 ) -> tuple[float, float]:
     """(sentences/s, core-ms per sentence) of length-sorted batches of ``size`` run two at a time
     (tokenization included), on a backend with two streams."""
-    items = tokenizer.encode(sentences, truncate=True)
-    texts = [sentences[i] for i in sorted(range(len(items)), key=lambda i: items[i].tokens)]
+    texts, _ = length_sorted(tokenizer, sentences)
     batches = [texts[start : start + size] for start in range(0, len(texts), size)]
 
     def run(batch: list[str]) -> None:

@@ -44,18 +44,18 @@ class JsonFormatter(logging.Formatter):
         self._timestamps = _Timestamps()
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": self._timestamps.format(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            line.update(fields)
+        extra: dict[str, Any] = dict(fields) if isinstance(fields, dict) else {}
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+            extra["exception"] = self.formatException(record.exc_info)
+        stamp = self._timestamps.format(record.created)
+        return json_line(stamp, record.levelname.lower(), record.name, record.getMessage(), extra).decode()
+
+
+def json_line(stamp: str, level: str, logger: str, message: str, fields: dict[str, Any]) -> bytes:
+    """One log line in bertserve's JSON shape (the one definition, for records and access lines)."""
+    line = {"ts": stamp, "level": level, "logger": logger, "message": message, **fields}
+    return orjson.dumps(line, default=str)
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -109,14 +109,8 @@ class AccessLog:
         if handler is not self._handler:  # logging was configured again: the old stream first
             self.flush()
             self._handler = handler
-        line = {
-            "ts": self._timestamps.format(time.time()),
-            "level": "info",
-            "logger": ACCESS_LOGGER,
-            "message": "request",
-            **fields,
-        }
-        self._waiting.append(orjson.dumps(line, default=str))
+        stamp = self._timestamps.format(time.time())
+        self._waiting.append(json_line(stamp, "info", ACCESS_LOGGER, "request", fields))
         if len(self._waiting) >= ACCESS_FLUSH_LINES:
             self.flush()
         elif self._timer is None:
