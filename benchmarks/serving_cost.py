@@ -110,13 +110,13 @@ def in_process(spec: str, sentences: list[str]) -> InProcess:
     backend, _ = create_backend(description, "onnx", "cpu", "float32", quantize, home, threads)
     rates = batch_rates(tokenizer, backend, sentences, tokenize=True)
     best_batch, best_rate, core_ms = max(rates, key=lambda rate: rate[1])
-    single_p50 = _single_p50(tokenizer, backend, sentences[:200])
+    direct_p50 = single_p50(tokenizer, backend, sentences[:200])
     if threads >= 2:
         streams, _ = create_backend(description, "onnx", "cpu", "float32", quantize, home, threads, 2)
         rate, two_core_ms = two_stream_rate(tokenizer, streams, sentences, best_batch)
         if rate > best_rate:
-            return InProcess(rate, best_batch, two_core_ms, single_p50, streams=2)
-    return InProcess(best_rate, best_batch, core_ms, single_p50)
+            return InProcess(rate, best_batch, two_core_ms, direct_p50, streams=2)
+    return InProcess(best_rate, best_batch, core_ms, direct_p50)
 
 
 def two_stream_rate(
@@ -138,7 +138,8 @@ def two_stream_rate(
     return len(texts) / seconds, cpu * 1000 / len(texts)
 
 
-def _single_p50(tokenizer: TextTokenizer, backend: EncoderBackend, sentences: list[str]) -> float:
+def single_p50(tokenizer: TextTokenizer, backend: EncoderBackend, sentences: list[str]) -> float:
+    """p50 ms of a direct one-sentence call (tokenize, pad, forward) over ``sentences``."""
     times = []
     for text in sentences:
         started = time.perf_counter()

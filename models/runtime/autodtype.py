@@ -51,13 +51,16 @@ def choose_backend(
     threads: int,
     bf16: Bf16Policy = "auto",
     streams: int = 1,
+    lone_all_threads: bool = False,
 ) -> Choice:
     """Build the backend for ``description``, resolving ``dtype: auto``; ``streams``: batches a CPU
-    backend runs at once."""
+    backend runs at once; ``lone_all_threads``: see :func:`create_backend`."""
     if dtype == "auto":
-        return choose_auto(description, runtime, device, quantize, onnx_cache, threads, bf16, streams)
+        return choose_auto(
+            description, runtime, device, quantize, onnx_cache, threads, bf16, streams, lone_all_threads
+        )
     backend, name = create_backend(
-        description, runtime, device, dtype, quantize, onnx_cache, threads, streams
+        description, runtime, device, dtype, quantize, onnx_cache, threads, streams, lone_all_threads
     )
     return Choice(backend, name, f"dtype {dtype} as configured")
 
@@ -84,10 +87,21 @@ def choose_auto(
     threads: int,
     bf16: Bf16Policy,
     streams: int = 1,
+    lone_all_threads: bool = False,
 ) -> Choice:
-    """Resolve ``dtype: auto`` for ``description`` and build its backend (``streams``: batches at once)."""
+    """Resolve ``dtype: auto`` for ``description`` and build its backend (``streams``: batches at once;
+    ``lone_all_threads``: see :func:`create_backend`)."""
     float32 = functools.partial(
-        create_backend, description, runtime, device, "float32", quantize, onnx_cache, threads, streams
+        create_backend,
+        description,
+        runtime,
+        device,
+        "float32",
+        quantize,
+        onnx_cache,
+        threads,
+        streams,
+        lone_all_threads,
     )
     if resolve_device(device) != "cpu":
         backend, name = float32()

@@ -32,6 +32,8 @@ class EncoderBackend(Protocol):
         """How many ``forward`` calls may run at once (the engine starts one batch worker for each)."""
         ...
 
-    def forward(self, batch: ModelInputs) -> np.ndarray:
-        """Return float32 rows, one per input: pooled embeddings or logits."""
+    def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
+        """Return float32 rows, one per input: pooled embeddings or logits. ``alone``: no other batch
+        is running or waiting, so a backend that splits its threads between streams may give this one
+        all of them."""
         ...

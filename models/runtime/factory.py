@@ -32,9 +32,11 @@ def create_backend(
     onnx_cache: Path,
     threads: int,
     streams: int = 1,
+    lone_all_threads: bool = False,
 ) -> tuple[EncoderBackend, str]:
     """Build the backend for an explicit ``dtype``; returns it and the runtime's name. ``streams``:
-    batches an ONNX Runtime or OpenVINO backend runs at once (PyTorch runs one).
+    batches an ONNX Runtime or OpenVINO backend runs at once (PyTorch runs one); ``lone_all_threads``:
+    an ONNX Runtime batch running alone gets every thread (see :class:`OnnxBackend`).
 
     ``runtime: auto`` on CPU: ONNX Runtime for float32 (the exact path) and int8, OpenVINO for bfloat16
     (PyTorch when OpenVINO is not installed) and for an OpenVINO int8 variant, PyTorch for the rest.
@@ -62,7 +64,8 @@ def create_backend(
     if int8 or (runtime in ("onnx", "auto") and on_cpu_fp32):
         try:
             path = onnx_model_path(description, onnx_cache, quantize, threads)
-            return OnnxBackend(path, threads, "int8" if int8 else "float32", streams), "onnx"
+            dtype_name = "int8" if int8 else "float32"
+            return OnnxBackend(path, threads, dtype_name, streams, lone_all_threads), "onnx"
         except ModelLoadError as exc:
             if runtime == "onnx" or int8:
                 raise

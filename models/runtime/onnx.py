@@ -7,6 +7,7 @@ graph comes from :mod:`models.runtime.export` (or is the folder's own ``model.on
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,14 @@ from models.runtime.errors import ModelLoadError
 from models.runtime.tokenization import ModelInputs
 
 
-def onnx_session(path: Path, threads: int) -> Any:
-    """An ONNX Runtime CPU session for ``path`` with bertserve's threading settings."""
+def onnx_session(path: Path, threads: int, weights: dict[str, Any] | None = None) -> Any:
+    """An ONNX Runtime CPU session for ``path`` with bertserve's threading settings; ``weights``
+    (:func:`shared_weights`) replace the graph's own initializers, so that sessions share one copy."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    for name, value in (weights or {}).items():
+        options.add_initializer(name, value)
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -33,27 +37,74 @@ def onnx_session(path: Path, threads: int) -> Any:
         raise ModelLoadError(f"{path}: cannot load ONNX model ({type(exc).__name__})") from exc
 
 
+def shared_weights(path: Path) -> dict[str, Any] | None:
+    """The graph's initializers as ONNX Runtime values that several sessions can use; None when the
+    ``onnx`` package (the ``torch`` and ``int8`` extras) is not installed: each session loads its own."""
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import numpy_helper
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as exc:  # onnx raises its own untyped errors for bad files
+        raise ModelLoadError(f"{path}: cannot load ONNX model ({type(exc).__name__})") from exc
+    return {
+        item.name: ort.OrtValue.ortvalue_from_numpy(numpy_helper.to_array(item)) for item in graph.initializer
+    }
+
+
 class OnnxBackend:
     """ONNX Runtime on CPU: float32, or int8 (a quantized variant, or quantized at load time).
 
     ``streams`` batches may run at once (``InferenceSession.run`` is thread-safe), each on
     ``threads // streams`` intra-op threads: with one thread a batch runs on its caller's thread alone.
+    With ``lone_all_threads``, a batch run ``alone`` (nothing else running or waiting: low load) gets
+    every thread instead, from a second session that shares the first one's weights, so a lone request is
+    not held to its stream's share of the cores; under load nothing changes.
     """
 
-    def __init__(self, path: Path, threads: int, dtype: str = "float32", streams: int = 1) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int,
+        dtype: str = "float32",
+        streams: int = 1,
+        lone_all_threads: bool = False,
+    ) -> None:
         self.device = "cpu"
         self.dtype = dtype
         self.path = path
         self.streams = stream_count(threads, streams)
-        self.session = onnx_session(path, max(1, threads // self.streams))
+        per_stream = max(1, threads // self.streams)
+        lone = lone_all_threads and per_stream < threads
+        # ONNX Runtime reads these arrays in place: they must live as long as the sessions.
+        self._weights = shared_weights(path) if lone else None
+        self.session = onnx_session(path, per_stream, self._weights)
+        #: The all-thread session for lone batches (None when every batch runs on its stream's share).
+        self.lone_session = onnx_session(path, threads, self._weights) if lone else None
+        #: Threads a batch gets when no other batch is running.
+        self.lone_threads = threads if lone else per_stream
+        self._running = 0
+        self._count = threading.Lock()
         self._inputs = [item.name for item in self.session.get_inputs()]
 
-    def forward(self, batch: ModelInputs) -> np.ndarray:
-        """Run one padded batch; returns float32 rows."""
+    def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
+        """Run one padded batch; returns float32 rows. ``alone``: on every thread (with
+        ``lone_all_threads``), unless another batch started meanwhile."""
         arrays = {
             "input_ids": batch.input_ids,
             "attention_mask": batch.attention_mask,
             "token_type_ids": batch.token_type_ids,
         }
-        (rows,) = self.session.run(None, {name: arrays[name] for name in self._inputs})
+        with self._count:
+            alone = alone and self._running == 0
+            self._running += 1
+        session = self.lone_session if alone and self.lone_session is not None else self.session
+        try:
+            (rows,) = session.run(None, {name: arrays[name] for name in self._inputs})
+        finally:
+            with self._count:
+                self._running -= 1
         return np.asarray(rows, dtype=np.float32)

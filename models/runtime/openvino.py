@@ -98,8 +98,9 @@ class OpenVinoBackend:
         for _ in range(self.streams):
             self._requests.put(self.compiled.create_infer_request())
 
-    def forward(self, batch: ModelInputs) -> np.ndarray:
-        """Run one padded batch; returns float32 rows."""
+    def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
+        """Run one padded batch; returns float32 rows (``alone`` changes nothing: a stream keeps its
+        threads)."""
         arrays = {
             "input_ids": batch.input_ids,
             "attention_mask": batch.attention_mask,

@@ -49,8 +49,9 @@ class TorchBackend:
         #: Whether inputs are packed for one copy to the device (always off the CPU; tests set it on CPU).
         self.staged = self.device != "cpu"
 
-    def forward(self, batch: ModelInputs) -> np.ndarray:
-        """Run the model on ``batch`` under ``torch.inference_mode``."""
+    def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
+        """Run the model on ``batch`` under ``torch.inference_mode`` (one stream: ``alone`` changes
+        nothing)."""
         try:
             with torch.inference_mode():
                 return self._forward(batch)

@@ -61,6 +61,8 @@ class Batcher:
         ]
         #: Per worker: ``time.perf_counter()`` when its batch entered the model; absent between batches.
         self._started: dict[int, float] = {}
+        #: Workers between taking a batch and finishing it (under ``_settle``).
+        self._busy = 0
 
     @property
     def alive(self) -> bool:
@@ -93,18 +95,28 @@ class Batcher:
 
     def _loop(self) -> None:
         while (batch := self.queue.take(self.max_wait_s)) is not None:
-            self.run_batch(batch)
+            with self._settle:
+                # Alone: no other worker has a batch and nothing waits for one (low load), so the
+                # backend may give this batch every thread; under load batches always overlap.
+                alone = self._busy == 0 and self.queue.waiting == 0
+                self._busy += 1
+            try:
+                self.run_batch(batch, alone)
+            finally:
+                with self._settle:
+                    self._busy -= 1
 
-    def run_batch(self, batch: list[WorkItem]) -> None:
-        """Drop dead items, run the rest, and hand each row to its request; the requests the batch
-        finished are then announced together (one ``on_done`` call per callback, not per request)."""
+    def run_batch(self, batch: list[WorkItem], alone: bool = False) -> None:
+        """Drop dead items, run the rest (``alone``: see :meth:`EncoderBackend.forward`), and hand each
+        row to its request; the requests the batch finished are then announced together (one
+        ``on_done`` call per callback, not per request)."""
         finished: list[PendingRequest] = []
         try:
-            self._run_live(batch, finished)
+            self._run_live(batch, finished, alone)
         finally:
             _announce(finished)
 
-    def _run_live(self, batch: list[WorkItem], finished: list[PendingRequest]) -> None:
+    def _run_live(self, batch: list[WorkItem], finished: list[PendingRequest], alone: bool) -> None:
         live = [item for item in batch if item.request.live]
         # Workers share requests (a client batch spreads over several model batches): every change
         # to a request's rows, count or error happens under one lock, so exactly one worker finishes it.
@@ -115,7 +127,7 @@ class Batcher:
                     _finish(request, DeadlineExceededError("deadline passed while queued"), finished)
         if not live:
             return
-        outcome = self._forward(live)
+        outcome = self._forward(live, alone)
         with self._settle:
             if isinstance(outcome, BaseException):
                 _fail_all(live, outcome, finished)
@@ -124,13 +136,13 @@ class Batcher:
             for item, row in zip(live, rows, strict=True):
                 _deliver(item, row, started, ended, finished)
 
-    def _forward(self, live: list[WorkItem]) -> tuple[np.ndarray, float, float] | BaseException:
+    def _forward(self, live: list[WorkItem], alone: bool) -> tuple[np.ndarray, float, float] | BaseException:
         """Run the model on ``live``: (rows, start, end), or the error to fail the batch's requests with."""
         inputs = self.tokenizer.collate([item.tokens for item in live])
         worker = threading.get_ident()
         started = self._started[worker] = time.perf_counter()
         try:
-            rows = self.backend.forward(inputs)
+            rows = self.backend.forward(inputs, alone)
         except DeviceOutOfMemoryError as exc:  # retryable (503): the model runs the next batch as usual
             logger.warning("model %s: %s", self.name, exc)
             return exc

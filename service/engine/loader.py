@@ -169,6 +169,7 @@ class ModelLoader:
                 threads,
                 self._settings.cpu_bfloat16,
                 self._settings.inference_streams,
+                self._settings.lone_batch_all_threads,
             )
         except ModelLoadError as exc:
             raise ModelLoadError(f"model {spec.name!r}: {exc}") from exc

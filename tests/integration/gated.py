@@ -25,20 +25,23 @@ class GatedBackend:
         self.inside = self.most_inside = 0
         self._count = threading.Lock()
         self.batches: list[list[list[int]]] = []
+        #: Per forward call, in call order: whether the batcher ran it alone.
+        self.alone: list[bool] = []
         self.fail_marker: int | None = None
         engine.backend = engine.batcher.backend = self
 
-    def forward(self, batch: ModelInputs) -> np.ndarray:
+    def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
         with self._count:
+            self.alone.append(alone)
             self.inside += 1
             self.most_inside = max(self.most_inside, self.inside)
         try:
-            return self._forward(batch)
+            return self._forward(batch, alone)
         finally:
             with self._count:
                 self.inside -= 1
 
-    def _forward(self, batch: ModelInputs) -> np.ndarray:
+    def _forward(self, batch: ModelInputs, alone: bool) -> np.ndarray:
         self.entered.set()
         assert self.gate.wait(20), "test gate never opened"
         rows = [
@@ -47,4 +50,4 @@ class GatedBackend:
         self.batches.append(rows)
         if self.fail_marker is not None and any(self.fail_marker in row for row in rows):
             raise RuntimeError("CUDA error: secret internal detail")
-        return self.inner.forward(batch)
+        return self.inner.forward(batch, alone)

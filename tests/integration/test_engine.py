@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
+from models.runtime.onnx import OnnxBackend
 from service.app import create_app
 from service.engine.model_engine import ModelEngine
 from service.settings import Settings
@@ -250,9 +251,26 @@ async def test_two_streams_run_two_batches_at_once_and_reassemble_a_client_batch
         )
         assert len(gated.batches) >= 3
         assert gated.most_inside == 2
+        # Batches taken while others wait or run keep their stream's share of the threads.
+        assert gated.alone[:2] == [False, False]
         info = (await client.get("/info")).json()["models"][0]
         assert (info["streams"], info["batch_length_ratio"]) == (2, 1.25)
         await _drained(engine)
+        # A request on an idle model runs alone: on every thread, from ONNX Runtime's second session.
+        assert isinstance(gated.inner, OnnxBackend)
+        assert gated.inner.lone_session is not None
+        before = len(gated.alone)
+        response = await client.post("/embed", json={"inputs": "one sentence on an idle model"})
+        assert response.status_code == 200
+        assert gated.alone[before:] == [True]
+
+
+async def test_lone_batches_can_keep_their_stream_share(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(cache="none", threads=2, streams=2, lone_batch_all_threads=False))
+    async for _ in started_client(app):
+        backend = _engine(app).backend
+        assert isinstance(backend, OnnxBackend)
+        assert (backend.streams, backend.lone_threads, backend.lone_session) == (2, 1, None)
 
 
 def _inside_is(gated: GatedBackend, count: int) -> bool:
