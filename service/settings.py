@@ -147,12 +147,11 @@ class Settings(BaseSettings):
         "PyTorch and GPUs run one batch at a time.",
     )
     lone_batch_all_threads: bool = Field(
-        True,
+        False,
         description="With several streams, an ONNX Runtime batch taken while no other batch is running "
-        "or waiting (low load) gets every inference thread, from a second session sharing the weights "
-        "(about +40% of the weights in memory): a lone request is not held to threads/streams threads "
-        "(c1 p50 -17% to -26% on 2 cores, benchmarks/RESULTS.md). Off: every batch runs on "
-        "threads/streams threads.",
+        "or waiting (low load) gets every inference thread, from a second session sharing the weights: "
+        "c1 p50 -17% to -26% on 2 cores, for +50-80 MB per MiniLM-sized model and a more variable p99 "
+        "near capacity (benchmarks/RESULTS.md). Off: every batch runs on threads/streams threads.",
     )
     batch_length_ratio: float | None = Field(
         None,

@@ -232,7 +232,7 @@ async def test_client_disconnect_drops_its_items_and_answers_499(
 async def test_two_streams_run_two_batches_at_once_and_reassemble_a_client_batch(
     make_settings: Callable[..., Settings], tiny_embedder: Path
 ) -> None:
-    app = create_app(make_settings(cache="none", threads=2, streams=2))
+    app = create_app(make_settings(cache="none", threads=2, streams=2, lone_batch_all_threads=True))
     # Lengths from 2 to 25 words: the batch length ratio spreads the request over several model batches.
     texts = [f"client item {i} " + "word " * (i % 23) for i in range(32)]
     async for client in started_client(app):
@@ -265,8 +265,8 @@ async def test_two_streams_run_two_batches_at_once_and_reassemble_a_client_batch
         assert gated.alone[before:] == [True]
 
 
-async def test_lone_batches_can_keep_their_stream_share(make_settings: Callable[..., Settings]) -> None:
-    app = create_app(make_settings(cache="none", threads=2, streams=2, lone_batch_all_threads=False))
+async def test_by_default_a_lone_batch_keeps_its_stream_share(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(cache="none", threads=2, streams=2))
     async for _ in started_client(app):
         backend = _engine(app).backend
         assert isinstance(backend, OnnxBackend)
