@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import dataclass
 
 from benchmarks.common import print_table, real_sentences, start_bertserve
 from benchmarks.serving_cost import SERVER_FLAGS, SOURCE, VARIANTS, serve_point, single_p50
 from benchmarks.soak import rss_mb
 from models.runtime.builtins import default_home, minilm_path
+from models.runtime.devices import default_threads
 from models.runtime.factory import create_backend
 from models.runtime.folders import describe_model
 from models.runtime.tokenization import TextTokenizer
@@ -48,7 +48,7 @@ def direct_p50(spec: str, sentences: list[str]) -> float:
     description = describe_model(minilm_path())
     tokenizer = TextTokenizer.from_folder(minilm_path(), description.max_input_tokens)
     quantize = "int8" if "quantize=int8" in spec else "none"
-    threads = os.cpu_count() or 1
+    threads = default_threads()
     home = default_home() / "onnx"
     backend, _ = create_backend(description, "onnx", "cpu", "float32", quantize, home, threads)
     single_p50(tokenizer, backend, sentences[:20])  # warm

@@ -95,10 +95,11 @@ class Batcher:
 
     def _loop(self) -> None:
         while (batch := self.queue.take(self.max_wait_s)) is not None:
+            # Alone: no other worker has a batch and nothing waits for one (low load), so the backend
+            # may give this batch every thread; under load batches always overlap.
+            nothing_waits = self.queue.depth[1] == 0
             with self._settle:
-                # Alone: no other worker has a batch and nothing waits for one (low load), so the
-                # backend may give this batch every thread; under load batches always overlap.
-                alone = self._busy == 0 and self.queue.waiting == 0
+                alone = nothing_waits and self._busy == 0
                 self._busy += 1
             try:
                 self.run_batch(batch, alone)

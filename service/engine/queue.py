@@ -113,11 +113,6 @@ class BatchQueue:
         with self._cond:
             return self._requests, len(self._items), self._tokens
 
-    @property
-    def waiting(self) -> int:
-        """Items waiting for a batch (a snapshot, without the lock)."""
-        return len(self._items)
-
     def admit(self) -> None:
         """Reserve a request slot or raise :class:`OverloadedError` (429) at once."""
         with self._cond:
