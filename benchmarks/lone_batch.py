@@ -24,7 +24,7 @@ from models.runtime.factory import create_backend
 from models.runtime.folders import describe_model
 from models.runtime.tokenization import TextTokenizer
 
-SETTINGS = {"on": "--lone-batch-all-threads", "off (default)": "--no-lone-batch-all-threads"}
+SETTINGS = {"on (default)": "--lone-batch-all-threads", "off": "--no-lone-batch-all-threads"}
 CONCURRENCY = (1, 4, 64)
 
 

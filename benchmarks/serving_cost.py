@@ -15,7 +15,8 @@ For each model variant (all-MiniLM-L6-v2 on ONNX Runtime, float32 and ``quantize
 - for float32 also: cache hits (memory tier, one repeated sentence), /v1/embeddings (float and base64),
   and client batches of 32 sentences (overhead per sentence);
 - floors: the same load against a bare FastAPI route and a bare ASGI callable answering 384 floats
-  (:mod:`benchmarks.floors`), i.e. what any Python server on this machine costs per request.
+  (:mod:`benchmarks.floors`), i.e. what any Python server on this machine costs per request, at c64
+  and at c1 (its p50 is the round trip a served request adds at least to a direct call).
 
 Every load point is bounded by ``--seconds``; the servers start one at a time on free loopback ports.
 """
@@ -268,13 +269,13 @@ def floor_rows(sentences: list[str], seconds: float) -> list[list[object]]:
         argv += ["--log-level", "warning", "--no-access-log", "--http", "httptools", "--loop", "uvloop"]
         server = start_process(f"floor-{name}", argv, port, "/ready")
         try:
-            served = serve_point(server, "/embed", single, 1, 64, seconds)
+            # c1: the round trip a served request cannot go below (added to a direct call's time).
+            points = [(c, serve_point(server, "/embed", single, 1, c, seconds)) for c in (64, 1)]
         finally:
             server.stop()
-        load = served.load
-        rows.append(
-            ["floor", f"{name} c64 x1", load.rps, load.sps, _ms(served.core_ms), "", "", "", load.p50, ""]
-        )
+        for concurrency, served in points:
+            load, point = served.load, f"{name} c{concurrency} x1"
+            rows.append(["floor", point, load.rps, load.sps, _ms(served.core_ms), "", "", "", load.p50, ""])
     return rows
 
 

@@ -147,11 +147,12 @@ class Settings(BaseSettings):
         "PyTorch and GPUs run one batch at a time.",
     )
     lone_batch_all_threads: bool = Field(
-        False,
-        description="With several streams, an ONNX Runtime batch taken while no other batch is running "
-        "or waiting (low load) gets every inference thread, from a second session sharing the weights: "
-        "c1 p50 -17% to -26% on 2 cores, for +50-80 MB per MiniLM-sized model and a more variable p99 "
-        "near capacity (benchmarks/RESULTS.md). Off: every batch runs on threads/streams threads.",
+        True,
+        description="With several streams, an ONNX Runtime batch taken while no other request is in any "
+        "CPU model's engine (low load) gets every inference thread, from a second session sharing the "
+        "weights, and the next batch of any CPU model waits until it ends: c1 p50 -15% to -32% on 2 "
+        "cores, c4 and c64 unchanged, for +40-85 MB per MiniLM-sized model (benchmarks/RESULTS.md). "
+        "Off: every batch runs on threads/streams threads.",
     )
     batch_length_ratio: float | None = Field(
         None,

@@ -32,8 +32,14 @@ class EncoderBackend(Protocol):
         """How many ``forward`` calls may run at once (the engine starts one batch worker for each)."""
         ...
 
+    @property
+    def lone_all_threads(self) -> bool:
+        """Whether a batch run ``alone`` gets every thread, not its stream's share: the engine then starts
+        no other batch until it ends (a second one would put more threads than cores to work)."""
+        ...
+
     def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
-        """Return float32 rows, one per input: pooled embeddings or logits. ``alone``: no other batch
-        is running or waiting, so a backend that splits its threads between streams may give this one
-        all of them."""
+        """Return float32 rows, one per input: pooled embeddings or logits. ``alone``: nothing else is
+        running or about to (low load), so a backend that splits its threads between streams may give
+        this one all of them."""
         ...

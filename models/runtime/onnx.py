@@ -60,9 +60,9 @@ class OnnxBackend:
 
     ``streams`` batches may run at once (``InferenceSession.run`` is thread-safe), each on
     ``threads // streams`` intra-op threads: with one thread a batch runs on its caller's thread alone.
-    With ``lone_all_threads``, a batch run ``alone`` (nothing else running or waiting: low load) gets
-    every thread instead, from a second session that shares the first one's weights, so a lone request is
-    not held to its stream's share of the cores; under load nothing changes.
+    With ``lone_all_threads``, a batch run ``alone`` (the engine's call: nothing else to run, low load)
+    gets every thread instead, from a second session that shares the first one's weights, so a lone
+    request is not held to its stream's share of the cores; under load nothing changes.
     """
 
     def __init__(
@@ -86,6 +86,7 @@ class OnnxBackend:
         self.lone_session = onnx_session(path, threads, self._weights) if lone else None
         #: Threads a batch gets when no other batch is running.
         self.lone_threads = threads if lone else per_stream
+        self.lone_all_threads = lone
         self._running = 0
         self._count = threading.Lock()
         self._inputs = [item.name for item in self.session.get_inputs()]

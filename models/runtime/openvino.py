@@ -90,6 +90,8 @@ class OpenVinoBackend:
         self.dtype = dtype
         self.path = path
         self.streams = stream_count(threads, streams)
+        #: A stream keeps its threads, alone or not (a second compiled model would cost its own weights).
+        self.lone_all_threads = False
         self.compiled = compile_graph(path, threads, PRECISION_HINTS[dtype], cache_dir, self.streams)
         self._inputs = [port.get_any_name() for port in self.compiled.inputs]
         # One infer request per stream, reused (their buffers stay allocated); a caller takes a free

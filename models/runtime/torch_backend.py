@@ -42,6 +42,7 @@ class TorchBackend:
         self.dtype = dtype
         #: One batch at a time: eager PyTorch holds the GIL between kernels, and a GPU queues work anyway.
         self.streams = 1
+        self.lone_all_threads = False
         self.model = load_module(description, self.device, _TORCH_DTYPES[dtype])
         self._uses_token_types = takes_token_types(self.model)
         # Pinned (page-locked) host memory makes the copies asynchronous; it only exists with CUDA.

@@ -2,8 +2,9 @@
 
 A backend declares how many batches it runs at once (``streams``: 1 for PyTorch and GPUs, 2 by default
 for ONNX Runtime and OpenVINO on CPU, each stream on its share of the threads), and only these workers
-call it. Items whose request was cancelled, failed or ran past its deadline are dropped here, before
-they reach the model.
+call it. A batch with nothing else to do may run alone, on every thread: :mod:`service.engine.cores`
+decides, for all the CPU models at once. Items whose request was cancelled, failed or ran past its
+deadline are dropped here, before they reach the model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from models.runtime.contract import EncoderBackend
 from models.runtime.errors import DeviceOutOfMemoryError
 from models.runtime.tokenization import TextTokenizer
+from service.engine.cores import CoreShare
 from service.engine.queue import BatchQueue, PendingRequest, WorkItem
 from service.errors import DeadlineExceededError, InferenceError
 
@@ -46,6 +48,7 @@ class Batcher:
         backend: EncoderBackend,
         max_wait_s: float,
         on_batch: Callable[[BatchStats], None] | None = None,
+        cores: CoreShare | None = None,
     ) -> None:
         self.name = name
         self.queue = queue
@@ -55,14 +58,16 @@ class Batcher:
         self.on_batch = on_batch
         streams = backend.streams
         self._settle = threading.Lock()
+        #: Decides which batch runs alone: shared by the server's CPU models, else this model's own.
+        self.cores = cores or CoreShare()
+        self.cores.watch(queue)
+        self._all_threads = backend.lone_all_threads
         self._threads = [
             threading.Thread(target=self._loop, name=f"batcher-{name}-{index}", daemon=True)
             for index in range(streams)
         ]
         #: Per worker: ``time.perf_counter()`` when its batch entered the model; absent between batches.
         self._started: dict[int, float] = {}
-        #: Workers between taking a batch and finishing it (under ``_settle``).
-        self._busy = 0
 
     @property
     def alive(self) -> bool:
@@ -95,17 +100,11 @@ class Batcher:
 
     def _loop(self) -> None:
         while (batch := self.queue.take(self.max_wait_s)) is not None:
-            # Alone: no other worker has a batch and nothing waits for one (low load), so the backend
-            # may give this batch every thread; under load batches always overlap.
-            nothing_waits = self.queue.depth[1] == 0
-            with self._settle:
-                alone = nothing_waits and self._busy == 0
-                self._busy += 1
+            alone = self.cores.claim(len({id(item.request) for item in batch}), self._all_threads)
             try:
                 self.run_batch(batch, alone)
             finally:
-                with self._settle:
-                    self._busy -= 1
+                self.cores.release(alone)
 
     def run_batch(self, batch: list[WorkItem], alone: bool = False) -> None:
         """Drop dead items, run the rest (``alone``: see :meth:`EncoderBackend.forward`), and hand each

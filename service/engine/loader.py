@@ -25,6 +25,7 @@ from models.runtime.tokenization import TextTokenizer
 from service.cache.keys import RowScope
 from service.cache.tiers import ResultCache
 from service.engine.cached import CachedRows
+from service.engine.cores import CoreShare
 from service.engine.model_engine import EngineConfig, ModelEngine
 from service.engine.queue import QueueLimits
 from service.settings import ModelSpec, Settings
@@ -81,6 +82,8 @@ class ModelLoader:
         self._settings = settings
         self._tokenize_pool = tokenize_pool
         self._cache = cache
+        #: One arbiter of the CPU's threads for every model that runs on it.
+        self._cores = CoreShare()
 
     def check(self, spec: ModelSpec) -> None:
         """Cheap start-up check of one model folder, so that a bad one fails fast and clearly."""
@@ -134,6 +137,7 @@ class ModelLoader:
             self._engine_config(spec, backend, description),
             self._tokenize_pool,
             cached=self._cached_rows(description, runtime, backend.dtype),
+            cores=self._cores if backend.device == "cpu" else None,
         )
         if self._settings.warmup:
             engine.warm_up()

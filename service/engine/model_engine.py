@@ -22,6 +22,7 @@ from models.runtime.tokenization import TextTokenizer, TokenizedText, input_char
 from models.runtime.types import Direction, ModelInput
 from service.engine.batcher import Batcher, BatchStats
 from service.engine.cached import CachedRows
+from service.engine.cores import CoreShare
 from service.engine.queue import BatchQueue, OnDone, PendingRequest, QueueLimits
 from service.engine.usage import Usage
 from service.errors import DeadlineExceededError, InvalidInputError
@@ -152,6 +153,7 @@ class ModelEngine:
         tokenize_pool: Executor,
         on_batch: Callable[[BatchStats], None] | None = None,
         cached: CachedRows | None = None,
+        cores: CoreShare | None = None,
     ) -> None:
         self.name = name
         self.description = description
@@ -161,7 +163,7 @@ class ModelEngine:
         self._tokenize_pool = tokenize_pool
         self.cached = cached
         self.queue = BatchQueue(config.queue)
-        self.batcher = Batcher(name, self.queue, tokenizer, backend, config.max_wait_s, on_batch)
+        self.batcher = Batcher(name, self.queue, tokenizer, backend, config.max_wait_s, on_batch, cores)
         self._notify: tuple[asyncio.AbstractEventLoop, OnDone] | None = None
         #: Set by the registry for a reranker configured with ``rerank_with``.
         self.blend: RerankBlend | None = None

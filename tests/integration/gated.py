@@ -18,6 +18,7 @@ class GatedBackend:
         self.device, self.dtype = self.inner.device, self.inner.dtype
         # The engine's workers were started for the inner backend's streams.
         self.streams = engine.batcher.workers
+        self.lone_all_threads = self.inner.lone_all_threads
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()

@@ -232,7 +232,7 @@ async def test_client_disconnect_drops_its_items_and_answers_499(
 async def test_two_streams_run_two_batches_at_once_and_reassemble_a_client_batch(
     make_settings: Callable[..., Settings], tiny_embedder: Path
 ) -> None:
-    app = create_app(make_settings(cache="none", threads=2, streams=2, lone_batch_all_threads=True))
+    app = create_app(make_settings(cache="none", threads=2, streams=2))
     # Lengths from 2 to 25 words: the batch length ratio spreads the request over several model batches.
     texts = [f"client item {i} " + "word " * (i % 23) for i in range(32)]
     async for client in started_client(app):
@@ -265,12 +265,59 @@ async def test_two_streams_run_two_batches_at_once_and_reassemble_a_client_batch
         assert gated.alone[before:] == [True]
 
 
-async def test_by_default_a_lone_batch_keeps_its_stream_share(make_settings: Callable[..., Settings]) -> None:
+@pytest.mark.parametrize("lone_all_threads", [True, False])
+async def test_a_batch_on_every_thread_holds_the_next_until_it_ends(
+    make_settings: Callable[..., Settings], lone_all_threads: bool
+) -> None:
+    settings = make_settings(cache="none", threads=2, streams=2, lone_batch_all_threads=lone_all_threads)
+    app = create_app(settings)
+    async for client in started_client(app):
+        engine, gated = _held(app)
+        first = asyncio.ensure_future(client.post("/embed", json={"inputs": "the first request, alone"}))
+        await _until(functools.partial(_inside_is, gated, 1))
+        second = asyncio.ensure_future(client.post("/embed", json={"inputs": "a second one arrives"}))
+        await _until(functools.partial(_depth_is, engine, 0, 0))  # the other worker took it
+        await asyncio.sleep(0.2)
+        # With every thread busy on the lone batch, a second batch beside it would oversubscribe the
+        # cores: it waits. A lone batch on its stream's share leaves the other stream free.
+        assert gated.inside == (1 if lone_all_threads else 2)
+        gated.gate.set()
+        assert [r.status_code for r in await asyncio.gather(first, second)] == [200, 200]
+        assert gated.most_inside == (1 if lone_all_threads else 2)
+        # The one that waited met another batch (not low load): it keeps its stream's share.
+        assert gated.alone == [True, False]
+        await _drained(engine)
+
+
+async def test_a_lone_batch_holds_back_the_other_cpu_models_too(
+    make_settings: Callable[..., Settings],
+) -> None:
     app = create_app(make_settings(cache="none", threads=2, streams=2))
-    async for _ in started_client(app):
-        backend = _engine(app).backend
-        assert isinstance(backend, OnnxBackend)
-        assert (backend.streams, backend.lone_threads, backend.lone_session) == (2, 1, None)
+    async for client in started_client(app):
+        engine, gated = _held(app)
+        classifier = GatedBackend(app.state.registry.get("tiny-classify", "classify"))
+        first = asyncio.ensure_future(client.post("/embed", json={"inputs": "alone on the server"}))
+        await _until(functools.partial(_inside_is, gated, 1))
+        second = asyncio.ensure_future(client.post("/classify", json={"inputs": "another model's request"}))
+        await asyncio.sleep(0.3)
+        # The threads are the machine's, not the model's: the classifier's batch waits too.
+        assert (second.done(), classifier.inside, len(classifier.alone)) == (False, 0, 0)
+        gated.gate.set()
+        assert [r.status_code for r in await asyncio.gather(first, second)] == [200, 200]
+        assert (gated.alone, classifier.alone) == ([True], [False])
+        await _drained(engine)
+
+
+async def test_a_lone_batch_gets_every_thread_by_default_and_not_when_turned_off(
+    make_settings: Callable[..., Settings],
+) -> None:
+    for lone, expected in ((None, (2, 2, True)), (False, (2, 1, False))):
+        options = {} if lone is None else {"lone_batch_all_threads": lone}
+        app = create_app(make_settings(cache="none", threads=2, streams=2, **options))
+        async for _ in started_client(app):
+            backend = _engine(app).backend
+            assert isinstance(backend, OnnxBackend)
+            assert (backend.streams, backend.lone_threads, backend.lone_session is not None) == expected
 
 
 def _inside_is(gated: GatedBackend, count: int) -> bool:
