@@ -221,6 +221,11 @@ class ModelInfo(BaseModel):
     runtime: str
     reason: str = Field("", description="Why this runtime and dtype (dtype auto: what it found).")
     streams: int = Field(1, description="Batches the model runs at once (one worker thread each).")
+    lone_all_threads: bool = Field(
+        False,
+        description="Whether a batch that runs alone (nothing else to do) gets every inference thread, "
+        "not its stream's share (the lone_batch_all_threads setting, ONNX Runtime on CPU).",
+    )
     batch_length_ratio: float = Field(
         2.0, description="A batch's longest input has at most this many times the tokens of its shortest."
     )

@@ -69,6 +69,7 @@ async def info(registry: RegistryDep) -> InfoResponse:
             runtime=loaded.runtime,
             reason=loaded.reason,
             streams=loaded.engine.batcher.workers,
+            lone_all_threads=loaded.engine.backend.lone_all_threads,
             batch_length_ratio=loaded.engine.queue.limits.length_ratio,
             max_input_tokens=loaded.engine.description.max_input_tokens,
             pooling=loaded.engine.description.pooling if loaded.engine.task == "embed" else None,

@@ -254,7 +254,7 @@ async def test_two_streams_run_two_batches_at_once_and_reassemble_a_client_batch
         # Batches taken while others wait or run keep their stream's share of the threads.
         assert gated.alone[:2] == [False, False]
         info = (await client.get("/info")).json()["models"][0]
-        assert (info["streams"], info["batch_length_ratio"]) == (2, 1.25)
+        assert (info["streams"], info["batch_length_ratio"], info["lone_all_threads"]) == (2, 1.25, True)
         await _drained(engine)
         # A request on an idle model runs alone: on every thread, from ONNX Runtime's second session.
         assert isinstance(gated.inner, OnnxBackend)
@@ -314,10 +314,12 @@ async def test_a_lone_batch_gets_every_thread_by_default_and_not_when_turned_off
     for lone, expected in ((None, (2, 2, True)), (False, (2, 1, False))):
         options = {} if lone is None else {"lone_batch_all_threads": lone}
         app = create_app(make_settings(cache="none", threads=2, streams=2, **options))
-        async for _ in started_client(app):
+        async for client in started_client(app):
             backend = _engine(app).backend
             assert isinstance(backend, OnnxBackend)
             assert (backend.streams, backend.lone_threads, backend.lone_session is not None) == expected
+            info = (await client.get("/info")).json()["models"][0]
+            assert info["lone_all_threads"] is expected[2]
 
 
 def _inside_is(gated: GatedBackend, count: int) -> bool:
