@@ -86,10 +86,14 @@ class OnnxBackend:
         self.lone_session = onnx_session(path, threads, self._weights) if lone else None
         #: Threads a batch gets when no other batch is running.
         self.lone_threads = threads if lone else per_stream
-        self.lone_all_threads = lone
         self._running = 0
         self._count = threading.Lock()
         self._inputs = [item.name for item in self.session.get_inputs()]
+
+    @property
+    def lone_all_threads(self) -> bool:
+        """Whether a batch run alone gets every thread (there is an all-thread session)."""
+        return self.lone_session is not None
 
     def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
         """Run one padded batch; returns float32 rows. ``alone``: on every thread (with

@@ -276,7 +276,8 @@ async def test_a_batch_on_every_thread_holds_the_next_until_it_ends(
         first = asyncio.ensure_future(client.post("/embed", json={"inputs": "the first request, alone"}))
         await _until(functools.partial(_inside_is, gated, 1))
         second = asyncio.ensure_future(client.post("/embed", json={"inputs": "a second one arrives"}))
-        await _until(functools.partial(_depth_is, engine, 0, 0))  # the other worker took it
+        await _until(functools.partial(_admitted_none_waiting, engine, 2))  # the other worker took it
+        assert engine.queue.depth[:2] == (2, 0)
         await asyncio.sleep(0.2)
         # With every thread busy on the lone batch, a second batch beside it would oversubscribe the
         # cores: it waits. A lone batch on its stream's share leaves the other stream free.
@@ -299,6 +300,9 @@ async def test_a_lone_batch_holds_back_the_other_cpu_models_too(
         first = asyncio.ensure_future(client.post("/embed", json={"inputs": "alone on the server"}))
         await _until(functools.partial(_inside_is, gated, 1))
         second = asyncio.ensure_future(client.post("/classify", json={"inputs": "another model's request"}))
+        other = app.state.registry.get("tiny-classify", "classify")
+        await _until(functools.partial(_admitted_none_waiting, other, 1))  # its worker took the batch
+        assert other.queue.depth[:2] == (1, 0)
         await asyncio.sleep(0.3)
         # The threads are the machine's, not the model's: the classifier's batch waits too.
         assert (second.done(), classifier.inside, len(classifier.alone)) == (False, 0, 0)
@@ -320,6 +324,11 @@ async def test_a_lone_batch_gets_every_thread_by_default_and_not_when_turned_off
             assert (backend.streams, backend.lone_threads, backend.lone_session is not None) == expected
             info = (await client.get("/info")).json()["models"][0]
             assert info["lone_all_threads"] is expected[2]
+
+
+def _admitted_none_waiting(engine: ModelEngine, requests: int) -> bool:
+    """``requests`` admitted and no item waiting: every one was queued and taken by a worker."""
+    return engine.queue.depth[:2] == (requests, 0)
 
 
 def _inside_is(gated: GatedBackend, count: int) -> bool:
