@@ -80,6 +80,8 @@ def encode_row(entry: CachedRow, dtype: str) -> bytes:
 
 
 def decode_row(data: bytes, dtype: str) -> CachedRow:
-    """The entry stored by :func:`encode_row`."""
+    """The entry stored by :func:`encode_row`; a float32 row is a read-only view of ``data`` (every
+    caller copies what it changes: normalising, cutting dimensions, stacking)."""
     values = np.frombuffer(data, dtype="<f2" if dtype == "float16" else "<f4", offset=4)
-    return CachedRow(values.astype(np.float32), int.from_bytes(data[:4], "little"))
+    row = values if values.dtype == np.float32 else values.astype(np.float32)
+    return CachedRow(row, int.from_bytes(data[:4], "little"))

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.errors import ClientDisconnectedError
 from service.http.deps import Serving
 from service.http.errors import exception_response
 
@@ -65,11 +66,24 @@ class FastRoutesMiddleware:
         scope["route"] = bound.route
         request = Request(scope, receive, send)
         try:
-            body = _parse(bound.fast.schema, scope, await request.body())
+            body = _parse(bound.fast.schema, scope, await _read_body(receive))
             response = await bound.fast.handler(body, request, self.serving)
         except Exception as exc:  # every error answers in the route's shape, as FastAPI's handlers do
             response = await exception_response(request, exc)
         await response(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The request body, as ``Request.body`` reads it, without its stream generator (~3x the cost); a
+    client gone before the end of its body is a 499, not an unexpected error (a 500)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError("client disconnected before its body was read")  # 499
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _parse(schema: type[BaseModel], scope: Scope, body: bytes) -> BaseModel:
