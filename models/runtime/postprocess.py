@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 
@@ -11,15 +9,10 @@ def finish_embeddings(rows: np.ndarray, normalize: bool, dimensions: int | None)
     """Cut to ``dimensions`` (Matryoshka-style, before normalising) and L2-normalise if asked."""
     out = rows[:, :dimensions] if dimensions is not None else rows
     out = out.astype(np.float32, copy=True)
-    if not normalize:
-        return out
-    if len(out) == 1:  # the usual request: one dot product, 40% cheaper than einsum's call for one row
-        flat = out[0]
-        out /= max(math.sqrt(float(flat @ flat)), 1e-12)
-        return out
-    # einsum, not np.linalg.norm: the same sums without its per-call overhead (per request).
-    norms = np.sqrt(np.einsum("ij,ij->i", out, out))[:, np.newaxis]
-    out /= np.maximum(norms, 1e-12)
+    if normalize:
+        # One path for any batch size: squares summed along the row cost less per call than einsum's
+        # parsing (8.5 against 11.5 us for one row, 21 against 23 us for 32: timeit, RESULTS.md).
+        out /= np.maximum(np.sqrt((out * out).sum(axis=1, keepdims=True)), 1e-12)
     return out
 
 
