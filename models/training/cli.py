@@ -115,6 +115,11 @@ def add_commands(models: argparse.ArgumentParser) -> Any:
                 "--sparsity", type=float, default=0.5, help="magnitude: fraction of weights zeroed"
             )
             recipe.add_argument("--no-recovery", action="store_true", help="skip the recovery distillation")
+            recipe.add_argument(
+                "--teacher",
+                help="recover toward this model (folder or builtin:...; default: the unpruned base), "
+                "e.g. a distilled student's own teacher",
+            )
             _add_training_flags(recipe)
         else:
             recipe.add_argument(
@@ -193,6 +198,7 @@ def _run_recipe(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             recovery,
             progress,
             args.overwrite,
+            teacher_path=_model(args.teacher, home) if args.teacher else None,
         )
     from models.training.distill import distill
 

@@ -189,10 +189,15 @@ def prune_structured(
     progress: bool = True,
     overwrite: bool = False,
     importance_examples: int = 1024,
+    teacher_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Prune heads and FFN neurons of ``base_path`` and recover by distillation (``recovery`` None: skip)."""
+    """Prune heads and FFN neurons of ``base_path`` and recover by distillation (``recovery`` None: skip).
+
+    The recovery distils toward ``teacher_path`` when given (for a distilled student: its own, larger
+    teacher, which it only approximates), else toward ``base_path`` unpruned."""
     check_target(out, overwrite)  # before minutes of work, not after
     base = describe_model(base_path)
+    teacher = recovery_teacher(base, teacher_path)
     model = load_module(base, "cpu", torch.float32)
     seed = recovery.seed if recovery else 13
     if importance == "gradient":
@@ -210,11 +215,36 @@ def prune_structured(
     extra: dict[str, Any] = {}
     if recovery is not None:
         tokenizer, items = training_items(base, home, recovery)
-        targets = teacher_rows(teacher_backend(base, home, recovery.threads), tokenizer, items, progress)
+        targets = teacher_rows(teacher_backend(teacher, home, recovery.threads), tokenizer, items, progress)
         stats = distill_train(model, tokenizer, items, targets, base.task, base.pooling, recovery, progress)
         settings["recovery"] = recovery.settings()
+        settings["teacher"] = {"path": str(teacher.path), "fingerprint": teacher.fingerprint}
         extra["training"] = asdict(stats)
     return save_variant(model, base, out, "prune", settings, overwrite, **extra)
+
+
+def recovery_teacher(base: ModelDescription, teacher_path: Path | None) -> ModelDescription:
+    """The model a pruned ``base`` recovers toward: ``teacher_path``, if its outputs and vocabulary are
+    those of ``base`` (same task, width, labels and tokenizer files), else ``base`` itself."""
+    if teacher_path is None:
+        return base
+    teacher = describe_model(teacher_path)
+    outputs = (teacher.task, teacher.hidden_size, teacher.labels)
+    same_outputs = outputs == (base.task, base.hidden_size, base.labels)
+    if not same_outputs or _vocabulary(teacher.path) != _vocabulary(base.path):
+        raise TrainingError(
+            f"teacher {teacher.path} does not match {base.path}: a recovery teacher needs the same task, "
+            "output width, labels and tokenizer"
+        )
+    return teacher
+
+
+def _vocabulary(folder: Path) -> bytes:
+    """The folder's vocabulary file (``tokenizer.json`` or ``vocab.txt``), as bytes."""
+    for name in ("tokenizer.json", "vocab.txt"):
+        if (folder / name).is_file():
+            return (folder / name).read_bytes()
+    return b""
 
 
 def prune_magnitude(base_path: Path, out: Path, sparsity: float, overwrite: bool = False) -> dict[str, Any]:

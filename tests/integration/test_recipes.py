@@ -20,11 +20,12 @@ from models.runtime.tokenization import TextTokenizer
 from models.runtime.torch_backend import load_module
 from models.training.distill import distill, make_student, spread_layers
 from models.training.distillation import DistillConfig
+from models.training.errors import TrainingError
 from models.training.evaluate import evaluate
 from models.training.prune import prune_structured
 from models.training.quantize import quantize_int8
 from models.training.report import write_report
-from tests.conftest import build_tiny_embedder
+from tests.conftest import build_tiny_classifier, build_tiny_embedder
 from tests.unit.test_compress import SENTENCES, rows_of
 
 pytestmark = pytest.mark.integration
@@ -71,6 +72,38 @@ def test_pruned_variant_saves_loads_and_serves_on_both_runtimes(
     (tmp_path / "pruned" / "variant.json").write_text(json.dumps(broken))
     with pytest.raises(ModelLoadError, match="do not match"):
         load_module(describe_model(tmp_path / "pruned"), "cpu", torch.float32)
+
+
+def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).mean())
+
+
+def test_pruning_recovers_toward_the_teacher_it_is_given(base: Path, home: Path, tmp_path: Path) -> None:
+    teacher = build_tiny_embedder(tmp_path / "teacher", seed=7, num_attention_heads=4)
+    teacher_rows = rows_of(load_module(describe_model(teacher), "cpu", torch.float32), teacher)
+    base_rows = rows_of(load_module(describe_model(base), "cpu", torch.float32), base)
+    config = DistillConfig(epochs=3, max_texts=64, batch_size=16, learning_rate=1e-3, threads=2)
+    manifest = prune_structured(
+        base, tmp_path / "pruned", home, 1.0, 1.0, "random", config, progress=False, teacher_path=teacher
+    )
+    assert manifest["settings"]["teacher"]["fingerprint"] == describe_model(teacher).fingerprint
+    pruned = tmp_path / "pruned"
+    pruned_rows = rows_of(load_module(describe_model(pruned), "cpu", torch.float32), pruned)
+    # Nothing was pruned (keep 1.0): the whole move is the recovery's, toward the other model.
+    assert _mean_cosine(pruned_rows, teacher_rows) > _mean_cosine(base_rows, teacher_rows) + 0.1
+    with pytest.raises(TrainingError, match="same task"):
+        prune_structured(
+            base,
+            tmp_path / "mismatch",
+            home,
+            0.5,
+            0.5,
+            "random",
+            config,
+            progress=False,
+            teacher_path=build_tiny_classifier(tmp_path / "classifier"),
+        )
+    assert not (tmp_path / "mismatch").exists()
 
 
 def test_distilled_student_keeps_spread_layers_and_learns(base: Path, home: Path, tmp_path: Path) -> None:
