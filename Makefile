@@ -82,7 +82,7 @@ variants: install-test
 	$(MODELS) prune $(EMBEDDER) --keep-heads 0.75 --keep-neurons 0.5 --no-recovery --importance random \
 		--out $(VARIANTS)/minilm-pruned-random-norecovery --overwrite
 	$(MODELS) distill $(EMBEDDER) --layers 3 --epochs 2 --out $(VARIANTS)/minilm-l3 --overwrite
-	$(MODELS) prune $(VARIANTS)/minilm-l3 --keep-heads 0.75 --keep-neurons 0.75 --epochs 2 \
+	$(MODELS) prune $(VARIANTS)/minilm-l3 --keep-heads 0.75 --keep-neurons 0.5 --epochs 3 --teacher $(EMBEDDER) \
 		--out $(VARIANTS)/minilm-l3-pruned --overwrite
 	$(MODELS) quantize $(VARIANTS)/minilm-l3-pruned --out $(VARIANTS)/minilm-l3-pruned-int8 --overwrite
 	$(MODELS) eval $(EMBEDDER) $(addprefix $(VARIANTS)/,minilm-int8 minilm-magnitude50 minilm-pruned \

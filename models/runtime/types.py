@@ -12,7 +12,7 @@ DType = Literal["auto", "float32", "float16", "bfloat16"]
 Runtime = Literal["auto", "torch", "onnx", "openvino"]
 Quantize = Literal["none", "int8"]
 #: ``off`` pretends the CPU has no native bfloat16 (``dtype: auto`` then serves float32).
-Bf16Policy = Literal["auto", "off"]
+Bf16Policy = Literal["auto", "on", "off"]
 #: Settings choices: a fixed value, or ``auto`` (decided from the model folder or the machine).
 TaskChoice = Literal["auto", Task]
 PoolingChoice = Literal["auto", Pooling]
