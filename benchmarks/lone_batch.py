@@ -1,9 +1,10 @@
-"""A lone batch on every thread (``lone_batch_all_threads``) against each batch on its stream's share.
+"""A lone batch on every thread (``lone_batch_all_threads``), run on the event loop's thread when small
+(``loop_batch_tokens``), against the same on a batch worker, and against each batch on its stream's share.
 
     python -m benchmarks.lone_batch [--seconds 6] [--rounds 2] [--variants float32,int8]
 
 For all-MiniLM-L6-v2 on ONNX Runtime (float32 and ``quantize=int8``), two streams: the server with the
-setting on and off, side by side in one run (rounds alternate their order). Per server: wrk on loopback,
+settings on and off, side by side in one run (rounds alternate their order). Per server: wrk on loopback,
 one STS-B sentence per request, at concurrency 1 (p50, and its ratio to a direct in-process call on every
 thread), 4 and 64 (req/s, p50, server core-ms per request from /proc); cache off; and the server's RSS
 after the load. The best round of each counts (highest req/s, lowest p50).
@@ -24,7 +25,11 @@ from models.runtime.factory import create_backend
 from models.runtime.folders import describe_model
 from models.runtime.tokenization import TextTokenizer
 
-SETTINGS = {"on (default)": "--lone-batch-all-threads", "off": "--no-lone-batch-all-threads"}
+SETTINGS = {
+    "every thread, on the loop (default)": [],
+    "every thread, on a worker": ["--loop-batch-tokens", "0"],
+    "off": ["--no-lone-batch-all-threads", "--loop-batch-tokens", "0"],
+}
 CONCURRENCY = (1, 4, 64)
 
 
@@ -55,9 +60,11 @@ def direct_p50(spec: str, sentences: list[str]) -> float:
     return single_p50(tokenizer, backend, sentences)
 
 
-def measure(spec: str, flag: str, bodies: list[str], seconds: float, points: dict[int, Point]) -> float:
+def measure(
+    spec: str, flags: list[str], bodies: list[str], seconds: float, points: dict[int, Point]
+) -> float:
     """One server's load points (added to ``points``); returns its RSS in MB after the load."""
-    server = start_bertserve(f"{SOURCE},{spec}", [*SERVER_FLAGS, flag])
+    server = start_bertserve(f"{SOURCE},{spec}", [*SERVER_FLAGS, *flags])
     try:
         serve_point(server, "/embed", bodies, 1, 64, 2)  # warm every batch shape once
         for concurrency in CONCURRENCY:
@@ -85,8 +92,8 @@ def main() -> None:
         rss: dict[str, float] = {}
         for round_ in range(args.rounds):
             order = list(SETTINGS.items())
-            for name, flag in order if round_ % 2 == 0 else order[::-1]:
-                rss[name] = measure(spec, flag, bodies, args.seconds, results[name])
+            for name, flags in order if round_ % 2 == 0 else order[::-1]:
+                rss[name] = measure(spec, flags, bodies, args.seconds, results[name])
         for name, points in results.items():
             c1, c4, c64 = (points[c] for c in CONCURRENCY)
             rows.append(

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmarks import floors
 from benchmarks.common import (
     LoadResult,
     Process,
@@ -260,22 +261,33 @@ def _ms(value: float) -> str:
 
 
 def floor_rows(sentences: list[str], seconds: float) -> list[list[object]]:
-    """The same load against the floors of :mod:`benchmarks.floors` (no model, no bertserve)."""
+    """The same load against the floors of :mod:`benchmarks.floors` (no bertserve): the bare route and
+    callable at c64 and c1, and at c1 the bare callable that runs float32 MiniLM in its handler, against
+    a direct call measured here just before it."""
     rows: list[list[object]] = []
     single = [json.dumps({"inputs": [text]}) for text in sentences[:512]]
-    for name in ("fastapi_app", "asgi_app"):
+    for name in ("fastapi_app", "asgi_app", "model_app"):
+        direct_ms = None
+        if name == "model_app":
+            tokenizer, backend = floors.load_model()
+            single_p50(tokenizer, backend, sentences[:20])  # warm
+            direct_ms = single_p50(tokenizer, backend, sentences[:200])
+            del tokenizer, backend
         port = free_port()
         argv = [sys.executable, "-m", "uvicorn", f"benchmarks.floors:{name}", "--port", str(port)]
         argv += ["--log-level", "warning", "--no-access-log", "--http", "httptools", "--loop", "uvloop"]
         server = start_process(f"floor-{name}", argv, port, "/ready")
         try:
             # c1: the round trip a served request cannot go below (added to a direct call's time).
-            points = [(c, serve_point(server, "/embed", single, 1, c, seconds)) for c in (64, 1)]
+            concurrencies = (1,) if direct_ms else (64, 1)
+            points = [(c, serve_point(server, "/embed", single, 1, c, seconds)) for c in concurrencies]
         finally:
             server.stop()
         for concurrency, served in points:
             load, point = served.load, f"{name} c{concurrency} x1"
-            rows.append(["floor", point, load.rps, load.sps, _ms(served.core_ms), "", "", "", load.p50, ""])
+            ratio = f"{load.p50 / direct_ms:.2f}x (direct {direct_ms:.1f} ms)" if direct_ms else ""
+            core_ms = _ms(served.core_ms)
+            rows.append(["floor", point, load.rps, load.sps, core_ms, "", "", "", load.p50, ratio])
     return rows
 
 

@@ -103,6 +103,12 @@ class Metrics:
             buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
             registry=r,
         )
+        self.loop_batches = Counter(
+            f"{PREFIX}_loop_batches",
+            "Batches run on the event loop's thread, not a batch worker's (low load: loop_batch_tokens)",
+            ["model"],
+            registry=r,
+        )
         self.queue_depth = Gauge(f"{PREFIX}_queue_items", "Inputs waiting for a batch", ["model"], registry=r)
         self.in_flight = Gauge(
             f"{PREFIX}_requests_in_flight", "Requests admitted and not yet answered", ["model"], registry=r

@@ -156,6 +156,15 @@ class Settings(BaseSettings):
         "cores, c4 and c64 unchanged, for +40-85 MB per MiniLM-sized model (benchmarks/RESULTS.md). "
         "Off: every batch runs on threads/streams threads.",
     )
+    loop_batch_tokens: int = Field(
+        128,
+        ge=0,
+        description="A CPU model's batch of at most this many padded tokens, taken while nothing else is in "
+        "any CPU model's engine (low load), runs on the event loop's thread instead of a batch worker's: "
+        "no thread hand-offs (~0.4 ms per request on 2 cores; benchmarks/RESULTS.md). The loop reads no "
+        "sockets meanwhile, so it stays small. 0: every batch runs on a batch worker (so does every batch "
+        "when max_wait_ms is set: a batch waits for company there).",
+    )
     batch_length_ratio: float | None = Field(
         None,
         ge=1.0,

@@ -35,6 +35,8 @@ class BatchStats:
     tokens: int
     padded_tokens: int
     seconds: float
+    #: Run on the event loop's thread (:mod:`service.engine.on_loop`), not a batch worker's.
+    on_loop: bool = False
 
 
 class Batcher:
@@ -106,17 +108,19 @@ class Batcher:
             finally:
                 self.cores.release(alone)
 
-    def run_batch(self, batch: list[WorkItem], alone: bool = False) -> None:
+    def run_batch(self, batch: list[WorkItem], alone: bool = False, on_loop: bool = False) -> None:
         """Drop dead items, run the rest (``alone``: see :meth:`EncoderBackend.forward`), and hand each
         row to its request; the requests the batch finished are then announced together (one
-        ``on_done`` call per callback, not per request)."""
+        ``on_done`` call per callback, not per request). ``on_loop``: the caller is the event loop."""
         finished: list[PendingRequest] = []
         try:
-            self._run_live(batch, finished, alone)
+            self._run_live(batch, finished, alone, on_loop)
         finally:
             _announce(finished)
 
-    def _run_live(self, batch: list[WorkItem], finished: list[PendingRequest], alone: bool) -> None:
+    def _run_live(
+        self, batch: list[WorkItem], finished: list[PendingRequest], alone: bool, on_loop: bool
+    ) -> None:
         live = [item for item in batch if item.request.live]
         # Workers share requests (a client batch spreads over several model batches): every change
         # to a request's rows, count or error happens under one lock, so exactly one worker finishes it.
@@ -127,7 +131,7 @@ class Batcher:
                     _finish(request, DeadlineExceededError("deadline passed while queued"), finished)
         if not live:
             return
-        outcome = self._forward(live, alone)
+        outcome = self._forward(live, alone, on_loop)
         with self._settle:
             if isinstance(outcome, BaseException):
                 _fail_all(live, outcome, finished)
@@ -136,7 +140,9 @@ class Batcher:
             for item, row in zip(live, rows, strict=True):
                 _deliver(item, row, started, ended, finished)
 
-    def _forward(self, live: list[WorkItem], alone: bool) -> tuple[np.ndarray, float, float] | BaseException:
+    def _forward(
+        self, live: list[WorkItem], alone: bool, on_loop: bool
+    ) -> tuple[np.ndarray, float, float] | BaseException:
         """Run the model on ``live``: (rows, start, end), or the error to fail the batch's requests with."""
         inputs = self.tokenizer.collate([item.tokens for item in live])
         worker = threading.get_ident()
@@ -159,6 +165,7 @@ class Batcher:
                     int(inputs.attention_mask.sum()),
                     int(inputs.attention_mask.size),
                     ended - started,
+                    on_loop,
                 )
             )
         return rows, started, ended

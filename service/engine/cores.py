@@ -11,6 +11,9 @@ low load a request is then not held to half the cores. Two rules keep that from 
   it, three threads would share two cores and both batches would straggle.
 
 A batch that had to wait met another one, so the load is not low: it runs on its stream's share.
+
+A small lone batch may also run on the event loop's thread (:mod:`service.engine.on_loop`): it is claimed
+with :meth:`CoreShare.claim_for_loop`, never waits, and holds every other batch back while it runs.
 """
 
 from __future__ import annotations
@@ -49,6 +52,23 @@ class CoreShare:
                     return alone
                 self._lone_done.wait()
                 waited = True
+
+    def quiet_for(self, own_requests: int) -> bool:
+        """Whether nothing but ``own_requests`` requests is in any CPU model's engine and no batch runs
+        (a snapshot: :meth:`claim_for_loop` decides)."""
+        return self._busy == 0 and self._quiet(own_requests)
+
+    def claim_for_loop(self, own_requests: int) -> bool:
+        """Claim the CPU for a lone batch run by the caller itself, without waiting: True only if the
+        engines are quiet and no batch runs; every batch taken meanwhile then waits for
+        :meth:`release` (``alone=True``)."""
+        quiet = self._quiet(own_requests)
+        with self._lock:
+            if not quiet or self._busy or self._lone_running:
+                return False
+            self._busy += 1
+            self._lone_running = True
+            return True
 
     def release(self, alone: bool) -> None:
         """The batch :meth:`claim` counted has finished (``alone``: what claim returned)."""

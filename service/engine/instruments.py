@@ -57,12 +57,15 @@ class EngineMetrics:
         metrics = self.metrics
         size, tokens = metrics.batch_size.labels(model), metrics.batch_tokens.labels(model)
         padding, seconds = metrics.padding_ratio.labels(model), metrics.batch_duration.labels(model)
+        on_loop = metrics.loop_batches.labels(model)
 
         def observe(stats: BatchStats) -> None:
             size.observe(stats.items)
             tokens.observe(stats.padded_tokens)
             padding.observe(1 - stats.tokens / stats.padded_tokens)
             seconds.observe(stats.seconds)
+            if stats.on_loop:
+                on_loop.inc()
 
         return observe
 

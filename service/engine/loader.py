@@ -213,4 +213,5 @@ class ModelLoader:
             settings.request_timeout_s,
             settings.inline_tokenize_chars,
             spec.long_inputs,
+            loop_batch_tokens=settings.loop_batch_tokens,
         )

@@ -23,6 +23,7 @@ from models.runtime.types import Direction, ModelInput
 from service.engine.batcher import Batcher, BatchStats
 from service.engine.cached import CachedRows
 from service.engine.cores import CoreShare
+from service.engine.on_loop import LoopBatches
 from service.engine.queue import BatchQueue, OnDone, PendingRequest, QueueLimits
 from service.engine.usage import Usage
 from service.errors import DeadlineExceededError, InvalidInputError
@@ -133,6 +134,8 @@ class EngineConfig:
     inline_tokenize_chars: int = 0
     #: The model's handling of over-long embedding inputs when a request does not choose.
     long_inputs: LongInputs = "truncate"
+    #: A lone batch of at most this many padded tokens runs on the event loop (0: never).
+    loop_batch_tokens: int = 0
 
 
 class ModelEngine:
@@ -164,6 +167,13 @@ class ModelEngine:
         self.cached = cached
         self.queue = BatchQueue(config.queue)
         self.batcher = Batcher(name, self.queue, tokenizer, backend, config.max_wait_s, on_batch, cores)
+        #: Small lone batches on the event loop's thread (CPU models, when the settings allow it; not
+        #: when batches are told to wait for company).
+        self.on_loop = (
+            LoopBatches(self.batcher, cores, config.loop_batch_tokens)
+            if cores is not None and config.loop_batch_tokens > 0 and config.max_wait_s == 0
+            else None
+        )
         self._notify: tuple[asyncio.AbstractEventLoop, OnDone] | None = None
         #: Set by the registry for a reranker configured with ``rerank_with``.
         self.blend: RerankBlend | None = None
@@ -307,27 +317,18 @@ class ModelEngine:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         deadline = started + self.config.request_timeout_s
+        request = None
         if input_chars(texts) <= self.config.inline_tokenize_chars:
             # A short request tokenizes in tens of microseconds: less than two thread hand-offs.
             items, owners = self._tokenize(texts, truncate, direction, chunk)
+            if self.on_loop is not None and self.on_loop.eligible(items):
+                request = await self.on_loop.run(items, deadline)
         else:
             items, owners = await loop.run_in_executor(
                 self._tokenize_pool, self._tokenize, texts, truncate, direction, chunk
             )
-        future: asyncio.Future[PendingRequest] = loop.create_future()
-        request = PendingRequest(len(items), deadline, self._notifier(loop), future)
-        self.queue.put(request, items)
-        # One timer, not asyncio.wait_for (which wraps the future in a task and more callbacks).
-        timer = loop.call_at(loop.time() + max(deadline - time.perf_counter(), 0.0), _expire, request)
-        try:
-            await future
-        except DeadlineExceededError as exc:
-            raise DeadlineExceededError(f"not served within {self.config.request_timeout_s:g} s") from exc
-        except asyncio.CancelledError:
-            request.abandoned = True  # the client went away: its queued items are dropped
-            raise
-        finally:
-            timer.cancel()
+        if request is None:
+            request = await self._queued(loop, items, deadline)
         if request.error is not None:
             raise request.error
         assert request.rows is not None
@@ -345,6 +346,26 @@ class ModelEngine:
             chunks=len(items) if owners is not None else 0,
         )
         return rows, usage
+
+    async def _queued(
+        self, loop: asyncio.AbstractEventLoop, items: list[TokenizedText], deadline: float
+    ) -> PendingRequest:
+        """Queue ``items`` for the batch workers and wait until their request is settled."""
+        future: asyncio.Future[PendingRequest] = loop.create_future()
+        request = PendingRequest(len(items), deadline, self._notifier(loop), future)
+        self.queue.put(request, items)
+        # One timer, not asyncio.wait_for (which wraps the future in a task and more callbacks).
+        timer = loop.call_at(loop.time() + max(deadline - time.perf_counter(), 0.0), _expire, request)
+        try:
+            await future
+        except DeadlineExceededError as exc:
+            raise DeadlineExceededError(f"not served within {self.config.request_timeout_s:g} s") from exc
+        except asyncio.CancelledError:
+            request.abandoned = True  # the client went away: its queued items are dropped
+            raise
+        finally:
+            timer.cancel()
+        return request
 
     async def tokenizer_work(self, work: Callable[..., T], *args: object, chars: int = 0) -> T:
         """Run tokenizer ``work`` (``/tokenize``, ``/decode``) inline when small (``chars``), else in the

@@ -30,6 +30,9 @@ class GatedBackend:
         self.alone: list[bool] = []
         self.fail_marker: int | None = None
         engine.backend = engine.batcher.backend = self
+        # A batch held at the gate on the event loop's thread would hold the test's loop too: every
+        # batch goes to the workers.
+        engine.on_loop = None
 
     def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
         with self._count:

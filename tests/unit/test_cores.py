@@ -74,3 +74,37 @@ def test_a_lone_batch_on_its_streams_share_holds_nobody_back() -> None:
     assert share.claim(0, all_threads=False) is False  # at once, no wait
     share.release(False)
     share.release(True)
+
+
+def test_a_batch_on_the_loop_is_claimed_only_when_all_is_quiet_and_never_waits() -> None:
+    share, (mine, other) = _share()
+    mine.admit()
+    other.admit()
+    assert share.claim_for_loop(1) is False  # another model's request is in its engine
+    other.release()
+    assert share.claim(1, all_threads=False) is True  # a worker's batch is running
+    assert share.claim_for_loop(1) is False
+    share.release(True)
+    assert share.quiet_for(1) is True
+    assert share.claim_for_loop(1) is True
+    assert share.claim_for_loop(1) is False  # one at a time
+
+
+def test_a_batch_on_the_loop_holds_the_workers_batches_back_until_it_ends() -> None:
+    share, _ = _share()
+    assert share.claim_for_loop(0) is True
+    claimed = threading.Event()
+    results: list[bool] = []
+
+    def worker_batch() -> None:
+        results.append(share.claim(0, all_threads=True))
+        claimed.set()
+
+    thread = threading.Thread(target=worker_batch)
+    thread.start()
+    assert not claimed.wait(0.2), "a worker's batch started beside the loop's"
+    share.release(True)
+    assert claimed.wait(5)
+    thread.join()
+    assert results == [False]
+    share.release(False)
