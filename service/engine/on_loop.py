@@ -41,8 +41,8 @@ class LoopBatches:
 
     def eligible(self, items: list[TokenizedText]) -> bool:
         """Whether ``items`` are small enough and the engines look quiet (a cheap first check)."""
-        padded = len(items) * max(item.tokens for item in items)
-        return padded <= self.max_tokens and self.cores.quiet_for(1)
+        padded = len(items) * max((item.tokens for item in items), default=0)
+        return 0 < padded <= self.max_tokens and self.cores.quiet_for(1)
 
     async def run(self, items: list[TokenizedText], deadline: float) -> PendingRequest | None:
         """Run ``items`` as one batch here and return their settled request; None when the engines are
