@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -24,9 +22,10 @@ from service.engine.batcher import Batcher, BatchStats
 from service.engine.cached import CachedRows
 from service.engine.cores import CoreShare
 from service.engine.on_loop import LoopBatches
-from service.engine.queue import BatchQueue, OnDone, PendingRequest, QueueLimits
+from service.engine.on_workers import WorkerBatches
+from service.engine.queue import BatchQueue, QueueLimits
 from service.engine.usage import Usage
-from service.errors import DeadlineExceededError, InvalidInputError
+from service.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -174,7 +173,7 @@ class ModelEngine:
             if cores is not None and config.loop_batch_tokens > 0 and config.max_wait_s == 0
             else None
         )
-        self._notify: tuple[asyncio.AbstractEventLoop, OnDone] | None = None
+        self.on_workers = WorkerBatches(self.queue, config.request_timeout_s)
         #: Set by the registry for a reranker configured with ``rerank_with``.
         self.blend: RerankBlend | None = None
 
@@ -182,14 +181,6 @@ class ModelEngine:
     def task(self) -> str:
         """``embed`` or ``classify``."""
         return self.description.task
-
-    def _notifier(self, loop: asyncio.AbstractEventLoop) -> OnDone:
-        """The batcher's callback for requests waiting on ``loop``: one thread-safe hop per batch.
-        The same object for every request of a loop, so that the batcher can group them."""
-        notify = self._notify
-        if notify is None or notify[0] is not loop:
-            notify = self._notify = (loop, functools.partial(_call_on_loop, loop))
-        return notify[1]
 
     @property
     def kind(self) -> str:
@@ -328,7 +319,7 @@ class ModelEngine:
                 self._tokenize_pool, self._tokenize, texts, truncate, direction, chunk
             )
         if request is None:
-            request = await self._queued(loop, items, deadline)
+            request = await self.on_workers.run(items, deadline)
         if request.error is not None:
             raise request.error
         assert request.rows is not None
@@ -346,26 +337,6 @@ class ModelEngine:
             chunks=len(items) if owners is not None else 0,
         )
         return rows, usage
-
-    async def _queued(
-        self, loop: asyncio.AbstractEventLoop, items: list[TokenizedText], deadline: float
-    ) -> PendingRequest:
-        """Queue ``items`` for the batch workers and wait until their request is settled."""
-        future: asyncio.Future[PendingRequest] = loop.create_future()
-        request = PendingRequest(len(items), deadline, self._notifier(loop), future)
-        self.queue.put(request, items)
-        # One timer, not asyncio.wait_for (which wraps the future in a task and more callbacks).
-        timer = loop.call_at(loop.time() + max(deadline - time.perf_counter(), 0.0), _expire, request)
-        try:
-            await future
-        except DeadlineExceededError as exc:
-            raise DeadlineExceededError(f"not served within {self.config.request_timeout_s:g} s") from exc
-        except asyncio.CancelledError:
-            request.abandoned = True  # the client went away: its queued items are dropped
-            raise
-        finally:
-            timer.cancel()
-        return request
 
     async def tokenizer_work(self, work: Callable[..., T], *args: object, chars: int = 0) -> T:
         """Run tokenizer ``work`` (``/tokenize``, ``/decode``) inline when small (``chars``), else in the
@@ -387,25 +358,3 @@ class ModelEngine:
         if dropped:
             logger.warning("model %s: %d queued inputs dropped at shutdown", self.name, dropped)
         self.batcher.stop()
-
-
-def _call_on_loop(loop: asyncio.AbstractEventLoop, requests: list[PendingRequest]) -> None:
-    """On the batcher thread: settle ``requests`` on their event loop."""
-    with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
-        loop.call_soon_threadsafe(_settle, requests)
-
-
-def _settle(requests: list[PendingRequest]) -> None:
-    """On the event loop: wake every request a batch finished."""
-    for request in requests:
-        future = request.waiter
-        if not future.done():
-            future.set_result(request)
-
-
-def _expire(request: PendingRequest) -> None:
-    """On the event loop, at the request's deadline: stop waiting and drop its queued items."""
-    request.abandoned = True
-    future = request.waiter
-    if not future.done():
-        future.set_exception(DeadlineExceededError("deadline"))
