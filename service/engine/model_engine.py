@@ -169,7 +169,7 @@ class ModelEngine:
         #: Small lone batches on the event loop's thread (CPU models, when the settings allow it; not
         #: when batches are told to wait for company).
         self.on_loop = (
-            LoopBatches(self.batcher, cores, config.loop_batch_tokens)
+            LoopBatches(self.batcher, cores, config.loop_batch_tokens, config.queue)
             if cores is not None and config.loop_batch_tokens > 0 and config.max_wait_s == 0
             else None
         )

@@ -84,10 +84,11 @@ async def test_requests_that_arrive_together_all_go_to_the_workers(
         ({"loop_batch_tokens": 0}, "short"),
         ({"loop_batch_tokens": 8}, "a request with more padded tokens than the setting allows"),
         ({"max_wait_ms": 5}, "short, but batches wait for company"),
+        ({}, ["short", "much longer than the first one, so the batch would be mostly padding"]),
     ],
 )
 async def test_batches_the_settings_keep_off_the_loop_go_to_the_workers(
-    make_settings: Callable[..., Settings], overrides: dict[str, float], text: str
+    make_settings: Callable[..., Settings], overrides: dict[str, float], text: str | list[str]
 ) -> None:
     app = create_app(make_settings(cache="none", **overrides))
     async for client in started_client(app):
@@ -95,3 +96,18 @@ async def test_batches_the_settings_keep_off_the_loop_go_to_the_workers(
         assert (await client.post("/embed", json={"inputs": text})).status_code == 200
         assert recorded.threads
         assert threading.get_ident() not in recorded.threads
+
+
+async def test_the_loop_and_the_workers_give_the_same_rows_to_the_bit(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The loop runs the batch the workers would make of the same items (same padding, same order)."""
+    body = {"inputs": ["a last four words", "three words here", "and three more"], "normalize": False}
+    answers = []
+    for setting in (128, 0):
+        app = create_app(make_settings(cache="none", loop_batch_tokens=setting))
+        async for client in started_client(app):
+            recorded = _recorded(app)
+            answers.append((await client.post("/embed", json=body)).json())
+            assert (threading.get_ident() in recorded.threads) == (setting > 0)
+    assert answers[0] == answers[1]

@@ -75,3 +75,28 @@ def test_guardrail_keeps_the_most_sensitive_products_float(
     ranked = sorted(report["sensitivity"], key=report["sensitivity"].__getitem__, reverse=True)
     assert report["kept_float"] == ranked[: report["matmuls"] // 2]  # at most half, most sensitive first
     assert not report["targets_met"]
+
+
+def test_a_trial_this_cpu_cannot_compile_counts_as_the_worst_drift_and_stays_float(
+    tiny_embedder: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenVINO has no int8 kernel for some partly quantized graphs on some CPUs (seen: AVX-512 without
+    VNNI): here the first product measured alone is made to be one of those."""
+    import models.training.openvino_int8 as recipe
+
+    real = recipe.OpenVinoBackend
+    trials: list[object] = []
+
+    def backend(model: object, threads: int, dtype: str) -> object:
+        trials.append(model)
+        if len(trials) == 2:  # trial 1: every product in int8; trial 2: the first product alone
+            raise ModelLoadError("OpenVINO cannot compile it (No suitable implementations)")
+        return real(model, threads, dtype)
+
+    monkeypatch.setattr(recipe, "OpenVinoBackend", backend)
+    manifest = quantize_openvino_int8(tiny_embedder, tmp_path / "v", home, Int8Targets(1.0, 1.0))
+    report = manifest["quantization"]
+    first = next(iter(report["sensitivity"]))
+    assert report["sensitivity"][first] == 2.0  # 1 - the worst mean cosine (-1)
+    assert report["kept_float"][0] == first
+    assert report["trials_not_compiled"] >= 1  # more on a CPU whose OpenVINO lacks those kernels
