@@ -161,9 +161,9 @@ class Settings(BaseSettings):
         ge=0,
         description="A CPU model's batch of at most this many padded tokens, taken while nothing else is in "
         "any CPU model's engine (low load), runs on the event loop's thread instead of a batch worker's: "
-        "no thread hand-offs (~0.4 ms per request on 2 cores; benchmarks/RESULTS.md). The loop reads no "
-        "sockets meanwhile, so it stays small. 0: every batch runs on a batch worker (so does every batch "
-        "when max_wait_ms is set: a batch waits for company there).",
+        "no thread hand-offs (0.25-1.6 ms per request at c1 on 2 cores; benchmarks/RESULTS.md). The loop "
+        "reads no sockets meanwhile, so it stays small. 0: every batch runs on a batch worker (so does "
+        "every batch when max_wait_ms is set: a batch waits for company there).",
     )
     batch_length_ratio: float | None = Field(
         None,

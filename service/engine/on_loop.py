@@ -1,8 +1,8 @@
 """A small batch with nothing else to do runs on the event loop's thread, not a batch worker's.
 
 At low load a request's batch would otherwise cross two thread hand-offs (:mod:`service.engine.on_workers`):
-the queue wakes a batch worker, and the worker wakes the event loop to answer (together 0.4-0.9 ms on 2
-cores, 5-15% of a short sentence's model time: benchmarks/RESULTS.md). Run on the loop's own thread, the
+the queue wakes a batch worker, and the worker wakes the event loop to answer (together 0.25-1.6 ms at c1
+on 2 cores, 3-20% of a short sentence's model time: benchmarks/RESULTS.md). Run on the loop's own thread, the
 batch needs neither.
 
 The loop cannot read sockets while the batch runs, so two rules keep this to low load:
