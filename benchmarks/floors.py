@@ -60,14 +60,24 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Any request: read the body, parse it, answer 384 floats per input."""
     if scope["type"] != "http":
         return
+    texts = await _texts(receive, "")
+    await _answer(send, np.repeat(ROW, len(texts), axis=0))
+
+
+async def _texts(receive: Any, empty: str) -> list[str]:
+    """The request body's ``inputs`` as a list (``[empty]`` for a bodiless request: the ready poll)."""
     body = b""
     while True:
         message = await receive()
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    texts = orjson.loads(body)["inputs"] if body else [""]
-    rows = np.repeat(ROW, 1 if isinstance(texts, str) else len(texts), axis=0)
+    texts = orjson.loads(body)["inputs"] if body else [empty]
+    return [texts] if isinstance(texts, str) else texts
+
+
+async def _answer(send: Any, rows: np.ndarray) -> None:
+    """A 200 JSON answer of ``rows``."""
     payload = orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY)
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     await send({"type": "http.response.body", "body": payload})
@@ -87,19 +97,11 @@ class ModelApp:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        texts = orjson.loads(body)["inputs"] if body else ["ready"]
+        texts = await _texts(receive, "ready")
         assert self.model is not None
         tokenizer, backend = self.model
         rows = backend.forward(tokenizer.collate(tokenizer.encode(texts, truncate=True)))
-        payload = orjson.dumps(finish_embeddings(rows, True, None), option=orjson.OPT_SERIALIZE_NUMPY)
-        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-        await send({"type": "http.response.body", "body": payload})
+        await _answer(send, finish_embeddings(rows, True, None))
 
 
 def load_model() -> tuple[TextTokenizer, EncoderBackend]:

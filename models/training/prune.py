@@ -224,8 +224,9 @@ def prune_structured(
 
 
 def recovery_teacher(base: ModelDescription, teacher_path: Path | None) -> ModelDescription:
-    """The model a pruned ``base`` recovers toward: ``teacher_path``, if its outputs and vocabulary are
-    those of ``base`` (same task, width, labels and tokenizer files), else ``base`` itself."""
+    """The model a pruned ``base`` recovers toward: ``base`` itself when ``teacher_path`` is None, else
+    ``teacher_path``, whose outputs and vocabulary must be those of ``base`` (same task, width, labels and
+    tokenizer files: :class:`TrainingError` otherwise)."""
     if teacher_path is None:
         return base
     teacher = describe_model(teacher_path)

@@ -45,9 +45,9 @@ def test_a_batch_runs_alone_only_when_nothing_else_is_running_or_in_any_engine()
     assert share.claim(2, all_threads=False) is True
 
 
-def test_a_lone_batch_on_every_thread_holds_the_next_one_back_until_it_ends() -> None:
-    share, _ = _share()
-    assert share.claim(0, all_threads=True) is True
+def _next_batch_waits_for_release(share: CoreShare) -> bool:
+    """Claim a worker's batch in a thread while a lone batch holds every thread: it must wait until that
+    one is released (``release(True)``, done here); returns what its claim answered."""
     claimed = threading.Event()
     results: list[bool] = []
 
@@ -61,8 +61,14 @@ def test_a_lone_batch_on_every_thread_holds_the_next_one_back_until_it_ends() ->
     share.release(True)
     assert claimed.wait(5)
     thread.join()
+    return results[0]
+
+
+def test_a_lone_batch_on_every_thread_holds_the_next_one_back_until_it_ends() -> None:
+    share, _ = _share()
+    assert share.claim(0, all_threads=True) is True
     # It had to wait, so the load is not low: it keeps its stream's share, and holds nobody back.
-    assert results == [False]
+    assert _next_batch_waits_for_release(share) is False
     assert share.claim(0, all_threads=True) is False
     share.release(False)
     share.release(False)
@@ -93,18 +99,5 @@ def test_a_batch_on_the_loop_is_claimed_only_when_all_is_quiet_and_never_waits()
 def test_a_batch_on_the_loop_holds_the_workers_batches_back_until_it_ends() -> None:
     share, _ = _share()
     assert share.claim_for_loop(0) is True
-    claimed = threading.Event()
-    results: list[bool] = []
-
-    def worker_batch() -> None:
-        results.append(share.claim(0, all_threads=True))
-        claimed.set()
-
-    thread = threading.Thread(target=worker_batch)
-    thread.start()
-    assert not claimed.wait(0.2), "a worker's batch started beside the loop's"
-    share.release(True)
-    assert claimed.wait(5)
-    thread.join()
-    assert results == [False]
+    assert _next_batch_waits_for_release(share) is False
     share.release(False)
