@@ -8,8 +8,9 @@ Runtime served, parity with sentence-transformers float32, and STS-B through the
 In-process: all-MiniLM-L6-v2, the graph the server exports (pooling inside), length-sorted batches of 1, 8
 and 32 over 512 real STS-B sentences (256 for batch 1), best of ``--rounds`` rounds in which the runtimes
 alternate (shared machine: ratios inside one run are what counts). ``--int8``: an OpenVINO int8 variant
-(``bertserve models quantize --runtime openvino``). ``--st-python``: an interpreter with
-sentence-transformers and optimum-intel (see ``benchmarks/st_openvino.py``).
+(``bertserve models quantize --runtime openvino``), repeatable to compare recipes side by side.
+``--st-python``: an interpreter with sentence-transformers and optimum-intel (see
+``benchmarks/st_openvino.py``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ RUNS = [
 ]
 
 
-def candidates(threads: int, int8: Path | None) -> list[Candidate]:
+def candidates(threads: int, int8: list[Path]) -> list[Candidate]:
     """The runtimes to compare, loaded the way the server loads them."""
     home = default_home() / "onnx"
     base = describe_model(minilm_path())
@@ -55,10 +56,11 @@ def candidates(threads: int, int8: Path | None) -> list[Candidate]:
     for name, runtime, dtype, quantize in RUNS:
         backend, _ = create_backend(base, runtime, "cpu", dtype, quantize, home, threads)  # type: ignore[arg-type]
         loaded.append(Candidate(name, base, backend, runtime, tokenizer))
-    if int8 is not None:
-        variant = describe_model(int8)
+    for folder in int8:
+        variant = describe_model(folder)
         backend, runtime = create_backend(variant, "openvino", "cpu", "float32", "none", home, threads)
-        loaded.append(Candidate("openvino int8 (static, NNCF)", variant, backend, runtime, tokenizer))
+        name = f"openvino int8 (static, NNCF: {folder.name})"
+        loaded.append(Candidate(name, variant, backend, runtime, tokenizer))
     return loaded
 
 
@@ -166,7 +168,9 @@ def main() -> None:
     """Run every part and print its tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--int8", type=Path, help="an OpenVINO int8 variant folder")
+    parser.add_argument(
+        "--int8", type=Path, action="append", default=[], help="an OpenVINO int8 variant folder (repeatable)"
+    )
     parser.add_argument("--st-python", help="interpreter with sentence-transformers + optimum-intel")
     parser.add_argument("--seconds", type=float, default=15.0, help="per served load point")
     parser.add_argument("--no-served", action="store_true", help="skip the served comparison")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import openvino as ov
 import pytest
 
 from models.runtime.builtins import default_home
@@ -15,7 +16,12 @@ from models.runtime.folders import describe_model
 from models.runtime.int8 import Int8Targets
 from models.runtime.tokenization import TextTokenizer
 from models.training.data import load_sts
-from models.training.openvino_int8 import quantize_openvino_int8, training_texts
+from models.training.openvino_int8 import (
+    attention_products,
+    quantize_openvino_int8,
+    quantizer_groups,
+    training_texts,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +52,11 @@ def test_static_int8_variant_is_openvino_ir_close_to_float32(
 ) -> None:
     manifest = quantize_openvino_int8(tiny_embedder, tmp_path / "q", home, Int8Targets(0.99, 0.9))
     report = manifest["quantization"]
-    assert report["matmuls"] >= 12  # the 12 weight matrices, and attention's products
+    assert report["matmuls"] == 12  # q, k, v, attention output, FFN in, FFN out, in both layers
+    assert report["attention_products_float"] == 4  # scores and context, in both layers: not quantized
+    graph = ov.Core().read_model(str(tmp_path / "q" / "openvino_model.xml"))
+    assert len(attention_products(graph)) == 4
+    assert set(quantizer_groups(graph)).isdisjoint(attention_products(graph))
     assert report["targets_met"]
     assert report["calibration"]["source"] == "STS-B train"
     description = describe_model(tmp_path / "q")
