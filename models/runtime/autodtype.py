@@ -7,8 +7,9 @@ Every condition is checked at start-up, never assumed: the CPU flags (:mod:`mode
 drift of the bfloat16 graph against the same graph in float32 (ONNX Runtime, the exact path) on the
 built-in sample (:mod:`models.runtime.sample`; class probabilities for classifiers), and (policy
 ``auto``; ``on`` skips it) the speed of both on served-like batches of that sample
-(:mod:`models.runtime.speed`). When one fails the model is served in float32, and the log and ``/info``
-say why.
+(:mod:`models.runtime.speed`), timed once per model and machine (:mod:`models.runtime.timings`) so that
+replicas and restarts choose alike. When one fails the model is served in float32, and the log and
+``/info`` say why.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from models.runtime.contract import EncoderBackend
-from models.runtime.cpu import host_bf16_flag
+from models.runtime.cpu import host_bf16_flag, host_cpu_name
 from models.runtime.devices import resolve_device
 from models.runtime.drift import compare, sample_rows
 from models.runtime.errors import ModelLoadError
@@ -27,6 +29,7 @@ from models.runtime.factory import create_backend, onnx_model_path, openvino_cac
 from models.runtime.folders import ModelDescription
 from models.runtime.onnx import OnnxBackend
 from models.runtime.speed import speedup
+from models.runtime.timings import kept_ratio
 from models.runtime.tokenization import TextTokenizer
 from models.runtime.types import Bf16Policy, DType, Quantize, Runtime
 
@@ -164,14 +167,39 @@ def _try_bfloat16(
         return f"bfloat16 drifts too far (min cosine {drift.min_cosine:.6f} < {BF16_MIN_COSINE})"
     faster = ""
     if timed:
-        ratio = speedup(candidate, exact, tokenizer)
+        key = timing_key(description, threads, streams, flag)
+        measure = functools.partial(speedup, candidate, exact, tokenizer)
+        ratio, kept = kept_ratio(onnx_cache / "timings", key, measure)
+        when = " (timed at an earlier start on this machine)" if kept else ""
         slow = speed_obstacle(ratio, BF16_MIN_SPEEDUP)
         if slow is not None:
-            return slow
-        faster = f"; {ratio:.2f}x float32's speed on served-like batches"
+            return slow + when
+        faster = f"; {ratio:.2f}x float32's speed on served-like batches{when}"
     reason = (
         f"dtype auto: bfloat16 (CPU has {flag}; min cosine to float32 on the built-in "
         f"sample {drift.min_cosine:.6f} >= {BF16_MIN_COSINE}{faster})"
     )
     logger.info("%s: %s", description.path, reason)
     return Choice(candidate, "openvino", reason)
+
+
+def timing_key(description: ModelDescription, threads: int, streams: int, flag: str) -> dict[str, object]:
+    """What the bfloat16 timing depends on: a start with another model, CPU, thread layout or runtime
+    release times afresh."""
+    return {
+        "timing": "bfloat16 / float32, served-like batches",
+        "model": description.fingerprint,
+        "cpu": host_cpu_name(),
+        "bf16_flag": flag,
+        "threads": threads,
+        "streams": streams,
+        "openvino": _version("openvino"),
+        "onnxruntime": _version("onnxruntime"),
+    }
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return ""

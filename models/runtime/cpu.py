@@ -29,11 +29,29 @@ def native_bf16_flag(flags: frozenset[str]) -> str | None:
     return next((flag for flag in BF16_FLAGS if flag in flags), None)
 
 
+def cpu_model_name(cpuinfo: str) -> str:
+    """The model name of the first processor listed in ``/proc/cpuinfo`` text (empty when absent)."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return ""
+
+
 @functools.cache
-def host_bf16_flag() -> str | None:
-    """:func:`native_bf16_flag` for this machine (None where ``/proc/cpuinfo`` cannot be read)."""
+def _host_cpuinfo() -> str | None:
     try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    return native_bf16_flag(cpu_flags(text))
+
+
+def host_cpu_name() -> str:
+    """:func:`cpu_model_name` for this machine."""
+    return cpu_model_name(_host_cpuinfo() or "")
+
+
+def host_bf16_flag() -> str | None:
+    """:func:`native_bf16_flag` for this machine (None where ``/proc/cpuinfo`` cannot be read)."""
+    text = _host_cpuinfo()
+    return None if text is None else native_bf16_flag(cpu_flags(text))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.runtime.autodtype import BF16_MIN_SPEEDUP, bf16_obstacle, speed_obstacle
-from models.runtime.cpu import cpu_flags, native_bf16_flag
+from models.runtime.cpu import cpu_flags, cpu_model_name, native_bf16_flag
 from models.runtime.factory import onnx_model_path
 from models.runtime.folders import describe_model
 from models.runtime.onnx import OnnxBackend
@@ -101,3 +101,8 @@ def test_speedup_measures_cpu_cost_of_the_same_batches(tiny_embedder: Path, tmp_
     tokenizer = TextTokenizer.from_folder(tiny_embedder, 64)
     measured = speedup(backend, _Repeated(backend, 4), tokenizer)  # type: ignore[arg-type]
     assert 2.5 < measured < 6
+
+
+def test_the_cpu_model_name_keys_the_kept_timings() -> None:
+    assert cpu_model_name(ZEN5) == "AMD EPYC 9B45"
+    assert cpu_model_name(GRAVITON) == ""
