@@ -8,7 +8,7 @@ activations included (ONNX Runtime's dynamic int8 quantizes activations per batc
 Attention's own products (queries times keys, weights times values) stay in the precision of the rest of
 the graph (bfloat16 where the CPU has it): in int8 their inputs pass through int8 transposes that cost
 more than the products save (measured on a Zen 5: 62 against 70 ms at batch 32, 2.7 against 3.7 ms at
-batch 1), and they are the most sensitive products of all.
+batch 1), and the rows drift less (MiniLM's mean cosine to float32: 0.99781 -> 0.99804).
 The guardrail (:func:`models.runtime.int8.keep_float_search`) then measures the drift against float32 on
 other training sentences and, while it misses the targets, removes the quantize nodes of the most
 sensitive matrix products, one at a time. The variant folder holds the graph as OpenVINO IR
