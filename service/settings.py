@@ -137,8 +137,7 @@ class Settings(BaseSettings):
         description="auto: dtype auto serves bfloat16 where the CPU has it natively, it stays within a "
         "cosine of 0.9999 of float32 and it runs served-like batches at least 1.25x as fast (timed at "
         "the first start on a machine, kept in the home); on: the same without the timing; off: act as "
-        "if the CPU had no native bfloat16 "
-        "(dtype auto serves float32).",
+        "if the CPU had no native bfloat16 (dtype auto serves float32).",
     )
     threads: int = Field(0, ge=0, description="Intra-op threads for inference; 0 means one per CPU core.")
     streams: int = Field(

@@ -76,20 +76,17 @@ def calibration_feeds(model: Any, tokenizer: TextTokenizer, texts: list[str]) ->
     return feeds
 
 
-def _source(value: Any) -> Any:
-    """The node that feeds ``value``, through pass-through nodes."""
+def _source(value: Any, through: set[str] = _PASS_THROUGH) -> Any:
+    """The node that feeds ``value``, seen through the node types in ``through``."""
     source = value.get_node()
-    while source.get_type_name() in _PASS_THROUGH:
+    while source.get_type_name() in through:
         source = source.input_value(0).get_node()
     return source
 
 
 def _is_weight(value: Any) -> bool:
     """Whether ``value`` is a constant: directly, or through quantize and dequantize nodes."""
-    source = value.get_node()
-    while source.get_type_name() in _WEIGHT_PATH:
-        source = source.input_value(0).get_node()
-    return bool(source.get_type_name() == "Constant")
+    return bool(_source(value, _WEIGHT_PATH).get_type_name() == "Constant")
 
 
 def attention_products(model: Any) -> list[str]:
@@ -142,12 +139,13 @@ def static_int8(
 
     model = ov.Core().read_model(str(fp32))
     feeds = calibration_feeds(model, tokenizer, texts)
+    attention = attention_products(model)
     quantized = nncf.quantize(
         model,
         nncf.Dataset(feeds),
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(feeds),
-        ignored_scope=nncf.IgnoredScope(names=attention_products(model)),
+        ignored_scope=nncf.IgnoredScope(names=attention),
     )
     reference = comparable(text_rows(OnnxBackend(fp32, threads), tokenizer, checks), task)
     groups = quantizer_groups(quantized)
@@ -173,7 +171,7 @@ def static_int8(
         "method": "NNCF static int8 (OpenVINO), weights and activations, calibrated ranges",
         "runtime": "openvino",
         "matmuls": len(groups),
-        "attention_products_float": len(attention_products(model)),
+        "attention_products_float": len(attention),
         "kept_float": keep,
         "sensitivity": sensitivity,
         "calibration": {
