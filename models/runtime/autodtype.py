@@ -187,7 +187,8 @@ def timing_key(description: ModelDescription, threads: int, streams: int, flag: 
     """What the bfloat16 timing depends on: a start with another model, CPU, thread layout or runtime
     release times afresh."""
     return {
-        "timing": "bfloat16 / float32, served-like batches",
+        # The method: a change in how the batches are made (OpenVINO's padded to 8 tokens) times afresh.
+        "timing": "bfloat16 / float32, served-like batches, each padded as its backend is served",
         "model": description.fingerprint,
         "cpu": host_cpu_name(),
         "bf16_flag": flag,

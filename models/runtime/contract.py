@@ -38,6 +38,12 @@ class EncoderBackend(Protocol):
         no other batch until it ends (a second one would put more threads than cores to work)."""
         ...
 
+    @property
+    def token_multiple(self) -> int:
+        """Batches are padded to a multiple of this many tokens (1: to the longest input). A runtime that
+        builds kernels per input shape (OpenVINO) meets far fewer shapes that way."""
+        ...
+
     def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
         """Return float32 rows, one per input: pooled embeddings or logits. ``alone``: nothing else is
         running or about to (low load), so a backend that splits its threads between streams may give

@@ -39,7 +39,7 @@ def encoded_rows(
     rows: np.ndarray | None = None
     chunks = length_sorted_chunks([item.tokens for item in items], batch_size)
     for chunk in tqdm(chunks, desc=progress, disable=progress is None, unit="batch"):
-        out = backend.forward(tokenizer.collate([items[i] for i in chunk]))
+        out = backend.forward(tokenizer.collate([items[i] for i in chunk], backend.token_multiple))
         if rows is None:
             rows = np.empty((len(items), out.shape[-1]), dtype=np.float32)
         rows[chunk] = out

@@ -88,6 +88,8 @@ class OnnxBackend:
         self.lone_threads = threads if lone else per_stream
         self._running = 0
         self._count = threading.Lock()
+        #: ONNX Runtime's kernels do not depend on the shapes seen before: padding would only add work.
+        self.token_multiple = 1
         self._inputs = [item.name for item in self.session.get_inputs()]
 
     @property

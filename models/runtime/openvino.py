@@ -30,6 +30,13 @@ PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16", "int8": "bf16"}
 #: this bound held it at ~0.8 GB; a shape that fell out costs a few ms to rebuild.
 RUNTIME_CACHE_CAPACITY = 128
 
+#: Batches are padded to a multiple of this many tokens. OpenVINO builds its kernels per shape (its
+#: matrix products per batch x tokens) and a shape's first call costs 1.7x (bfloat16) to 3.7x (int8) a
+#: later one; served batches at c64 come in hundreds of shapes, so most calls were first calls. Padding
+#: to 8 cut the served CPU per request by a third (bfloat16) and a half (static int8) on an AMX Xeon,
+#: for at most 7 masked tokens per row (benchmarks/RESULTS.md).
+TOKEN_MULTIPLE = 8
+
 
 def openvino_available() -> bool:
     """Whether the ``openvino`` package is installed."""
@@ -92,6 +99,7 @@ class OpenVinoBackend:
         self.streams = stream_count(threads, streams)
         #: A stream keeps its threads, alone or not (a second compiled model would cost its own weights).
         self.lone_all_threads = False
+        self.token_multiple = TOKEN_MULTIPLE
         self.compiled = compile_graph(path, threads, PRECISION_HINTS[dtype], cache_dir, self.streams)
         self._inputs = [port.get_any_name() for port in self.compiled.inputs]
         # One infer request per stream, reused (their buffers stay allocated); a caller takes a free

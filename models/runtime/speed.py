@@ -22,14 +22,17 @@ from models.runtime.tokenization import ModelInputs, TextTokenizer
 _SIZES = (1, 6, 3, 12, 2, 8, 5, 10, 4)
 
 
-def served_like_batches(tokenizer: TextTokenizer, texts: Sequence[str] = SAMPLE_TEXTS) -> list[ModelInputs]:
-    """``texts`` as padded batches of the sizes in :data:`_SIZES`, in turn (the last may be smaller)."""
+def served_like_batches(
+    tokenizer: TextTokenizer, texts: Sequence[str] = SAMPLE_TEXTS, multiple: int = 1
+) -> list[ModelInputs]:
+    """``texts`` as padded batches of the sizes in :data:`_SIZES`, in turn (the last may be smaller),
+    padded to a ``multiple`` of tokens as the engine pads them for a backend."""
     batches: list[ModelInputs] = []
     start = 0
     while start < len(texts):
         size = _SIZES[len(batches) % len(_SIZES)]
         chunk = list(texts[start : start + size])
-        batches.append(tokenizer.collate(tokenizer.encode(chunk, truncate=True)))
+        batches.append(tokenizer.collate(tokenizer.encode(chunk, truncate=True), multiple))
         start += size
     return batches
 
@@ -47,12 +50,14 @@ def speedup(
     candidate: EncoderBackend, reference: EncoderBackend, tokenizer: TextTokenizer, rounds: int = 3
 ) -> float:
     """How many times faster ``candidate`` runs served-like batches than ``reference`` (best of
-    ``rounds`` alternating passes each, after one pass each to warm up)."""
-    batches = served_like_batches(tokenizer)
-    cpu_cost(candidate, batches)
-    cpu_cost(reference, batches)
+    ``rounds`` alternating passes each, after one pass each to warm up). Each runs the batches padded
+    as the engine pads them for it."""
+    ours = served_like_batches(tokenizer, multiple=candidate.token_multiple)
+    theirs = served_like_batches(tokenizer, multiple=reference.token_multiple)
+    cpu_cost(candidate, ours)
+    cpu_cost(reference, theirs)
     best = {"candidate": float("inf"), "reference": float("inf")}
     for _ in range(rounds):
-        best["candidate"] = min(best["candidate"], cpu_cost(candidate, batches))
-        best["reference"] = min(best["reference"], cpu_cost(reference, batches))
+        best["candidate"] = min(best["candidate"], cpu_cost(candidate, ours))
+        best["reference"] = min(best["reference"], cpu_cost(reference, theirs))
     return best["reference"] / max(best["candidate"], 1e-12)

@@ -163,9 +163,11 @@ class TextTokenizer:
         """Texts of token id lists (ids outside the vocabulary are skipped)."""
         return list(self._full.decode_batch(ids, skip_special_tokens=skip_special_tokens))
 
-    def collate(self, items: list[TokenizedText]) -> ModelInputs:
-        """Pad ``items`` to the longest one."""
+    def collate(self, items: list[TokenizedText], multiple: int = 1) -> ModelInputs:
+        """Pad ``items`` to the longest one, rounded up to a ``multiple`` of tokens (never past the
+        model's limit). Padded positions are masked: the rows do not depend on the padding."""
         longest = max(item.tokens for item in items)
+        longest = max(longest, min(-(-longest // multiple) * multiple, self.max_tokens))
         ids = np.full((len(items), longest), self.pad_id, dtype=np.int64)
         types = np.zeros((len(items), longest), dtype=np.int64)
         mask = np.zeros((len(items), longest), dtype=np.int64)

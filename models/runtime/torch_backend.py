@@ -43,6 +43,8 @@ class TorchBackend:
         #: One batch at a time: eager PyTorch holds the GIL between kernels, and a GPU queues work anyway.
         self.streams = 1
         self.lone_all_threads = False
+        #: Kernels do not depend on the shape seen before: padding would only add work.
+        self.token_multiple = 1
         self.model = load_module(description, self.device, _TORCH_DTYPES[dtype])
         self._uses_token_types = takes_token_types(self.model)
         # Pinned (page-locked) host memory makes the copies asynchronous; it only exists with CUDA.

@@ -123,7 +123,8 @@ def throughput(candidate: Candidate, texts: Sequence[str], batch_size: int) -> t
     items = candidate.tokenizer.encode(list(texts), truncate=True)
     items.sort(key=lambda item: item.tokens)
     batches = [
-        candidate.tokenizer.collate(items[i : i + batch_size]) for i in range(0, len(items), batch_size)
+        candidate.tokenizer.collate(items[i : i + batch_size], candidate.backend.token_multiple)
+        for i in range(0, len(items), batch_size)
     ]
     candidate.backend.forward(batches[len(batches) // 2])  # warm-up
     latencies = []

@@ -144,7 +144,7 @@ class Batcher:
         self, live: list[WorkItem], alone: bool, on_loop: bool
     ) -> tuple[np.ndarray, float, float] | BaseException:
         """Run the model on ``live``: (rows, start, end), or the error to fail the batch's requests with."""
-        inputs = self.tokenizer.collate([item.tokens for item in live])
+        inputs = self.tokenizer.collate([item.tokens for item in live], self.backend.token_multiple)
         worker = threading.get_ident()
         started = self._started[worker] = time.perf_counter()
         try:

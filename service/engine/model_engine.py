@@ -348,7 +348,7 @@ class ModelEngine:
     def warm_up(self) -> None:
         """Run one small batch so the first request does not pay for lazy initialisation."""
         items = self.tokenizer.encode(["bertserve warm-up sentence."], truncate=True)
-        self.backend.forward(self.tokenizer.collate(items))
+        self.backend.forward(self.tokenizer.collate(items, self.backend.token_multiple))
 
     def close(self) -> None:
         """Stop the batcher thread at shutdown: the batch inside the model finishes, queued inputs are

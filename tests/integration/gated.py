@@ -19,6 +19,7 @@ class GatedBackend:
         # The engine's workers were started for the inner backend's streams.
         self.streams = engine.batcher.workers
         self.lone_all_threads = self.inner.lone_all_threads
+        self.token_multiple = self.inner.token_multiple
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()

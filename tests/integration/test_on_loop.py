@@ -28,6 +28,7 @@ class _Threads:
         self.inner = engine.backend
         self.device, self.dtype = self.inner.device, self.inner.dtype
         self.streams, self.lone_all_threads = self.inner.streams, self.inner.lone_all_threads
+        self.token_multiple = self.inner.token_multiple
         self.threads: list[int] = []
         engine.backend = engine.batcher.backend = self
 

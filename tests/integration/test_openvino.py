@@ -11,9 +11,13 @@ import pytest
 
 import models.runtime.autodtype as autodtype
 from models.runtime.cpu import host_bf16_flag
+from models.runtime.openvino import TOKEN_MULTIPLE
+from models.runtime.tokenization import ModelInputs
 from service.app import create_app
+from service.engine.model_engine import ModelEngine
 from service.settings import Settings
 from tests.integration.conftest import started_client
+from tests.reference import reference_embeddings
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +110,41 @@ async def test_dtype_auto_times_once_per_home_so_restarts_and_replicas_agree(
         assert "timed at an earlier start" not in model["reason"]
         assert second[name]["dtype"] == model["dtype"]
         assert second[name]["reason"].endswith("(timed at an earlier start on this machine))")
+
+
+class _Shapes:
+    """Wraps an engine's real backend and records the shape of every batch it is given."""
+
+    def __init__(self, engine: ModelEngine) -> None:
+        self.inner = engine.backend
+        self.device, self.dtype = self.inner.device, self.inner.dtype
+        self.streams, self.lone_all_threads = self.inner.streams, self.inner.lone_all_threads
+        self.token_multiple = self.inner.token_multiple
+        self.shapes: list[tuple[int, int]] = []
+        engine.backend = engine.batcher.backend = self
+
+    def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
+        self.shapes.append(batch.input_ids.shape)
+        return self.inner.forward(batch, alone)
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnx"])
+async def test_openvino_batches_are_padded_to_the_token_multiple_with_the_same_answers(
+    make_settings: Callable[..., Settings], tiny_embedder: Path, runtime: str
+) -> None:
+    # OpenVINO builds kernels per shape: padding its batches to a multiple of tokens bounds the shapes
+    # it meets. ONNX Runtime's batches stay padded to their longest input only.
+    texts = ["one", "a somewhat longer sentence of many words", "three words here", "four"]
+    app = create_app(make_settings(runtime=runtime, cache="none"))
+    async for client in started_client(app):
+        recorded = _Shapes(app.state.registry.get("tiny-embed", "embed"))
+        response = await client.post("/embed", json={"inputs": texts})
+    assert response.status_code == 200
+    expected = reference_embeddings(tiny_embedder, texts)
+    np.testing.assert_allclose(np.array(response.json()), expected, atol=2e-5)
+    tokens = [shape[1] for shape in recorded.shapes]
+    assert sum(shape[0] for shape in recorded.shapes) == len(texts)
+    if runtime == "openvino":
+        assert all(count % TOKEN_MULTIPLE == 0 for count in tokens)
+    else:
+        assert any(count % TOKEN_MULTIPLE for count in tokens)  # this input has a longest off the multiple

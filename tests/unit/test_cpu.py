@@ -88,6 +88,7 @@ class _Repeated:
 
     def __init__(self, backend: OnnxBackend, times: int) -> None:
         self.backend, self.times = backend, times
+        self.token_multiple = backend.token_multiple
 
     def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
         for _ in range(self.times - 1):

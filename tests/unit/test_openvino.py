@@ -13,7 +13,12 @@ from models.runtime.drift import compare, sample_rows
 from models.runtime.errors import ModelLoadError
 from models.runtime.factory import create_backend, openvino_cache
 from models.runtime.folders import describe_model
-from models.runtime.openvino import RUNTIME_CACHE_CAPACITY, OpenVinoBackend, compile_config
+from models.runtime.openvino import (
+    RUNTIME_CACHE_CAPACITY,
+    TOKEN_MULTIPLE,
+    OpenVinoBackend,
+    compile_config,
+)
 from models.runtime.tokenization import TextTokenizer
 
 pytestmark = pytest.mark.unit
@@ -50,6 +55,25 @@ def test_compiled_once_per_graph_and_shapes_stay_dynamic(tiny_embedder: Path, tm
     tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
     for texts in (["one"], ["two words here"] * 5, ["a longer sentence with many more tokens in it"] * 3):
         assert first.forward(tokenizer.collate(tokenizer.encode(texts, truncate=True))).shape[0] == len(texts)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_batches_padded_to_a_token_multiple_give_the_same_rows(
+    tiny_embedder: Path, tmp_path: Path, dtype: str
+) -> None:
+    # OpenVINO builds kernels per shape, so its batches are padded to a multiple of tokens: fewer shapes.
+    # The padding is masked: the rows match those of the batch padded only to its longest input.
+    description = describe_model(tiny_embedder)
+    backend, _ = create_backend(description, "openvino", "cpu", dtype, "none", tmp_path, 1)  # type: ignore[arg-type]
+    assert backend.token_multiple == TOKEN_MULTIPLE > 1
+    tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
+    items = tokenizer.encode(["a short one", "a somewhat longer sentence of many words"], truncate=True)
+    assert max(item.tokens for item in items) % TOKEN_MULTIPLE  # the test needs a longest off the multiple
+    padded = tokenizer.collate(items, backend.token_multiple)
+    assert padded.input_ids.shape[1] % TOKEN_MULTIPLE == 0
+    tight = backend.forward(tokenizer.collate(items))
+    tolerance = 1e-5 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(backend.forward(padded), tight, rtol=0, atol=tolerance)
 
 
 def test_openvino_refuses_what_it_cannot_serve(tiny_embedder: Path, tmp_path: Path) -> None:

@@ -58,6 +58,19 @@ def test_collate_pads_to_longest(tokenizer: TextTokenizer) -> None:
     assert batch.input_ids[0, 3:].tolist() == [tokenizer.pad_id] * 2
 
 
+def test_collate_rounds_up_to_a_multiple_of_tokens_within_the_limit(tokenizer: TextTokenizer) -> None:
+    items = tokenizer.encode(["a", "a b c"], truncate=True)
+    batch = tokenizer.collate(items, 8)
+    assert batch.input_ids.shape == (2, 8)
+    np.testing.assert_array_equal(batch.attention_mask.sum(axis=1), [3, 5])  # padding is masked
+    assert batch.input_ids[1, 5:].tolist() == [tokenizer.pad_id] * 3
+    assert tokenizer.collate(tokenizer.encode(["a b c d e f"], truncate=True), 8).input_ids.shape == (1, 8)
+    # Never past the model's limit (8 here): 8 tokens with a multiple of 7 stay 8, not 14.
+    long_item = tokenizer.encode(["word " * 300], truncate=True)
+    assert long_item[0].tokens == tokenizer.max_tokens
+    assert tokenizer.collate(long_item, 7).input_ids.shape == (1, tokenizer.max_tokens)
+
+
 def test_tokenizer_from_vocab_only(tmp_path: Path) -> None:
     for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
         (tmp_path / name).write_bytes((minilm_path() / name).read_bytes())
