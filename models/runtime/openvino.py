@@ -27,7 +27,8 @@ PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16", "int8": "bf16"}
 
 #: Compiled kernels kept per model for distinct (batch, tokens) shapes. OpenVINO's default (5,000) lets
 #: a server's memory grow by ~2 MB per new shape (measured: 0.2 -> 3.3 GB over 1,500 random shapes) while
-#: this bound held it at ~0.8 GB; a shape that fell out costs a few ms to rebuild.
+#: this bound held it at ~0.8 GB. A shape that fell out is rebuilt at its next call (+18-66 ms on an AMX
+#: Xeon, see TOKEN_MULTIPLE); with padded batches a larger bound bought nothing clear (RESULTS.md).
 RUNTIME_CACHE_CAPACITY = 128
 
 #: Batches are padded to a multiple of this many tokens. OpenVINO builds its kernels per shape (its
