@@ -27,6 +27,8 @@ class GatedBackend:
         self.inside = self.most_inside = 0
         self._count = threading.Lock()
         self.batches: list[list[list[int]]] = []
+        #: Per forward call, the padded batch's (inputs, tokens).
+        self.shapes: list[tuple[int, ...]] = []
         #: Per forward call, in call order: whether the batcher ran it alone.
         self.alone: list[bool] = []
         self.fail_marker: int | None = None
@@ -53,6 +55,7 @@ class GatedBackend:
             ids[mask == 1].tolist() for ids, mask in zip(batch.input_ids, batch.attention_mask, strict=True)
         ]
         self.batches.append(rows)
+        self.shapes.append(batch.input_ids.shape)
         if self.fail_marker is not None and any(self.fail_marker in row for row in rows):
             raise RuntimeError("CUDA error: secret internal detail")
         return self.inner.forward(batch, alone)

@@ -12,11 +12,10 @@ import pytest
 import models.runtime.autodtype as autodtype
 from models.runtime.cpu import host_bf16_flag
 from models.runtime.openvino import TOKEN_MULTIPLE
-from models.runtime.tokenization import ModelInputs
 from service.app import create_app
-from service.engine.model_engine import ModelEngine
 from service.settings import Settings
 from tests.integration.conftest import started_client
+from tests.integration.gated import GatedBackend
 from tests.reference import reference_embeddings
 
 pytestmark = pytest.mark.integration
@@ -112,22 +111,6 @@ async def test_dtype_auto_times_once_per_home_so_restarts_and_replicas_agree(
         assert second[name]["reason"].endswith("(timed at an earlier start on this machine))")
 
 
-class _Shapes:
-    """Wraps an engine's real backend and records the shape of every batch it is given."""
-
-    def __init__(self, engine: ModelEngine) -> None:
-        self.inner = engine.backend
-        self.device, self.dtype = self.inner.device, self.inner.dtype
-        self.streams, self.lone_all_threads = self.inner.streams, self.inner.lone_all_threads
-        self.token_multiple = self.inner.token_multiple
-        self.shapes: list[tuple[int, int]] = []
-        engine.backend = engine.batcher.backend = self
-
-    def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
-        self.shapes.append(batch.input_ids.shape)
-        return self.inner.forward(batch, alone)
-
-
 @pytest.mark.parametrize("runtime", ["openvino", "onnx"])
 async def test_openvino_batches_are_padded_to_the_token_multiple_with_the_same_answers(
     make_settings: Callable[..., Settings], tiny_embedder: Path, runtime: str
@@ -137,7 +120,7 @@ async def test_openvino_batches_are_padded_to_the_token_multiple_with_the_same_a
     texts = ["one", "a somewhat longer sentence of many words", "three words here", "four"]
     app = create_app(make_settings(runtime=runtime, cache="none"))
     async for client in started_client(app):
-        recorded = _Shapes(app.state.registry.get("tiny-embed", "embed"))
+        recorded = GatedBackend(app.state.registry.get("tiny-embed", "embed"))
         response = await client.post("/embed", json={"inputs": texts})
     assert response.status_code == 200
     expected = reference_embeddings(tiny_embedder, texts)
