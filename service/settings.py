@@ -154,6 +154,7 @@ class Settings(BaseSettings):
         "CPU model's engine (low load) gets every inference thread, from a second session sharing the "
         "weights, and the next batch of any CPU model waits until it ends: c1 p50 -15% to -32% on 2 "
         "cores, c4 and c64 unchanged, for +40-85 MB per MiniLM-sized model (benchmarks/RESULTS.md). "
+        "Only from a batch size timed at start-up: a small int8 batch can be faster on one thread. "
         "Off: every batch runs on threads/streams threads.",
     )
     loop_batch_tokens: int = Field(

@@ -62,7 +62,9 @@ class OnnxBackend:
     ``threads // streams`` intra-op threads: with one thread a batch runs on its caller's thread alone.
     With ``lone_all_threads``, a batch run ``alone`` (the engine's call: nothing else to run, low load)
     gets every thread instead, from a second session that shares the first one's weights, so a lone
-    request is not held to its stream's share of the cores; under load nothing changes.
+    request is not held to its stream's share of the cores; under load nothing changes. Only from
+    ``lone_min_tokens`` padded tokens on: below it one thread can be faster (the server times it at
+    start-up, :func:`models.runtime.speed.lone_min_tokens`).
     """
 
     def __init__(
@@ -86,6 +88,10 @@ class OnnxBackend:
         self.lone_session = onnx_session(path, threads, self._weights) if lone else None
         #: Threads a batch gets when no other batch is running.
         self.lone_threads = threads if lone else per_stream
+        #: Padded tokens (rows x tokens) from which a batch run alone gets every thread: a smaller one
+        #: stays on its stream's share (on 2 cores a lone int8 sentence ran 10-15% faster on one thread
+        #: than on two, whose hand-offs cost more than the second thread saved).
+        self.lone_min_tokens = 0
         self._running = 0
         self._count = threading.Lock()
         #: ONNX Runtime's kernels do not depend on the shapes seen before: padding would only add work.
@@ -99,14 +105,14 @@ class OnnxBackend:
 
     def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
         """Run one padded batch; returns float32 rows. ``alone``: on every thread (with
-        ``lone_all_threads``), unless another batch started meanwhile."""
+        ``lone_all_threads``, from ``lone_min_tokens`` on), unless another batch started meanwhile."""
         arrays = {
             "input_ids": batch.input_ids,
             "attention_mask": batch.attention_mask,
             "token_type_ids": batch.token_type_ids,
         }
         with self._count:
-            alone = alone and self._running == 0
+            alone = alone and self._running == 0 and batch.input_ids.size >= self.lone_min_tokens
             self._running += 1
         session = self.lone_session if alone and self.lone_session is not None else self.session
         try:

@@ -7,14 +7,20 @@ float32 at served batch shapes, and 0.6x served. So ``dtype: auto`` times both b
 batches are the built-in sample (:mod:`models.runtime.sample`) cut into the small, ragged batches a server
 forms (sizes 1-12, every one a new shape), and the cost is process CPU time per input: what the cores
 pay, whichever threads the runtime uses.
+
+Also timed at start-up: from how many tokens a lone ONNX Runtime batch is faster on every thread than on
+one stream's share (:func:`lone_min_tokens`). Float32 MiniLM wins on two threads from one sentence; its
+int8 variant lost on 2 Zen 5 cores up to a few sentences (one sentence 1.0-1.08 ms against 1.13-1.22).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from models.runtime.contract import EncoderBackend
+from models.runtime.onnx import OnnxBackend
 from models.runtime.sample import SAMPLE_TEXTS
 from models.runtime.tokenization import ModelInputs, TextTokenizer
 
@@ -61,3 +67,51 @@ def speedup(
         best["candidate"] = min(best["candidate"], cpu_cost(candidate, ours))
         best["reference"] = min(best["reference"], cpu_cost(reference, theirs))
     return best["reference"] / max(best["candidate"], 1e-12)
+
+
+#: Sample sentences per batch at which a lone batch is timed on every thread against one stream's share.
+_LONE_SIZES = (1, 2, 4, 8)
+#: How much faster every thread must be to be used: it keeps the other cores busy (or awake) too, and
+#: start-up timings of a millisecond-long call move by several percent.
+LONE_MARGIN = 1.1
+#: Calls in a row on one session while timing it (see :func:`_median_seconds`).
+_LONE_RUN = 5
+
+
+def lone_min_tokens(
+    backend: OnnxBackend,
+    tokenizer: TextTokenizer,
+    calls: int = 25,
+    clock: Callable[[], float] = time.perf_counter,
+) -> int:
+    """The padded tokens from which a batch run alone is faster on every thread than on its stream's
+    share by :data:`LONE_MARGIN` (for :attr:`OnnxBackend.lone_min_tokens`): batches of 1, 2, 4, 8 sample
+    sentences, each timed ``calls`` times both ways, in alternating runs (median wall time: a lone batch
+    is about latency). 0 when every thread wins from one sentence, as it does for float32 MiniLM on 2
+    cores; past the largest batch when it never wins. ``clock``: seconds, monotonic."""
+    tokens = 0
+    for size in _LONE_SIZES:
+        batch = tokenizer.collate(tokenizer.encode(list(SAMPLE_TEXTS[:size]), truncate=True))
+        tokens = int(batch.input_ids.size)
+        every_thread, own_share = _median_seconds(backend, batch, calls, clock)
+        if every_thread * LONE_MARGIN < own_share:
+            return 0 if size == 1 else tokens
+    return tokens + 1
+
+
+def _median_seconds(
+    backend: EncoderBackend, batch: ModelInputs, calls: int, clock: Callable[[], float]
+) -> tuple[float, float]:
+    """Median wall seconds of ``batch`` run alone and not alone, ``calls`` times each, in alternating runs
+    of :data:`_LONE_RUN` calls: a call right after a switch of session is slower (the other session's
+    packed weights are in the caches), and served lone batches do not switch, so the median drops it."""
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for alone in (True, False):
+        backend.forward(batch, alone=alone)  # a session's first call of a shape is slower
+    for _ in range(max(1, calls // _LONE_RUN)):
+        for alone in (True, False):
+            for _ in range(_LONE_RUN):
+                started = clock()
+                backend.forward(batch, alone=alone)
+                times[alone].append(clock() - started)
+    return statistics.median(times[True]), statistics.median(times[False])

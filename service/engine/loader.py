@@ -21,6 +21,8 @@ from models.runtime.devices import default_batch_limits, default_length_ratio
 from models.runtime.drift import Drift, OnnxReference, check_floor, measure_drift
 from models.runtime.errors import ModelLoadError
 from models.runtime.folders import ModelDescription, describe_model, resolve_source
+from models.runtime.onnx import OnnxBackend
+from models.runtime.speed import lone_min_tokens
 from models.runtime.tokenization import TextTokenizer
 from service.cache.keys import RowScope
 from service.cache.tiers import ResultCache
@@ -129,6 +131,13 @@ class ModelLoader:
                 drift.mean_cosine,
             )
         check_floor(spec.name, drift, spec.min_cosine)
+        if isinstance(backend, OnnxBackend) and backend.lone_all_threads:
+            backend.lone_min_tokens = lone_min_tokens(backend, tokenizer)
+            logger.info(
+                "model %s: a batch run alone gets every thread from %d padded tokens on (timed)",
+                spec.name,
+                backend.lone_min_tokens,
+            )
         engine = ModelEngine(
             spec.name,
             description,

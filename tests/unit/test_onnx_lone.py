@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 from models.runtime.factory import create_backend
 from models.runtime.folders import describe_model
 from models.runtime.onnx import OnnxBackend
+from models.runtime.sample import SAMPLE_TEXTS
+from models.runtime.speed import LONE_MARGIN, lone_min_tokens
 from models.runtime.tokenization import ModelInputs, TextTokenizer
 
 pytestmark = pytest.mark.unit
@@ -104,3 +107,74 @@ def test_no_second_session_when_off_or_with_one_stream(
     backend = _backend(tiny_embedder, tmp_path, lone=lone, streams=streams)
     assert backend.lone_session is None
     assert backend.lone_threads == threads
+
+
+def test_a_lone_batch_below_lone_min_tokens_stays_on_its_stream(tiny_embedder: Path, tmp_path: Path) -> None:
+    backend = _backend(tiny_embedder, tmp_path, lone=True)
+    assert backend.lone_min_tokens == 0  # until the server times it
+    calls: list[str] = []
+    backend.lone_session = _Recording(backend.lone_session, "lone", calls)
+    backend.session = _Recording(backend.session, "stream", calls)
+    batches = sorted(_batches(tiny_embedder), key=lambda batch: batch.input_ids.size)
+    small, large = batches[0], batches[-1]
+    assert small.input_ids.size < large.input_ids.size
+    backend.lone_min_tokens = large.input_ids.size
+
+    for batch in (small, large, small):
+        backend.forward(batch, alone=True)
+    backend.forward(large)  # not alone: its stream, whatever its size
+    assert calls == ["stream", "lone", "stream", "stream"]
+
+
+class _Clocked:
+    """Stands in for an ONNX Runtime backend whose batch costs are known: each call moves ``clock`` on by
+    ``cost(alone, padded tokens)`` seconds."""
+
+    def __init__(self, cost: Callable[[bool, int], float]) -> None:
+        self.cost = cost
+        self.now = 0.0
+        self.seen: set[tuple[bool, int]] = set()
+
+    def clock(self) -> float:
+        return self.now
+
+    def forward(self, batch: ModelInputs, alone: bool = False) -> np.ndarray:
+        tokens = int(batch.input_ids.size)
+        self.now += self.cost(alone, tokens) * (1 if (alone, tokens) in self.seen else 3)  # first: slower
+        self.seen.add((alone, tokens))
+        return np.zeros((batch.input_ids.shape[0], 4), dtype=np.float32)
+
+
+def _sample_tokens(folder: Path) -> list[int]:
+    """Padded tokens of the sample batches :func:`lone_min_tokens` times (1, 2, 4, 8 sentences)."""
+    tokenizer = TextTokenizer.from_folder(folder, describe_model(folder).max_input_tokens)
+    return [
+        int(tokenizer.collate(tokenizer.encode(list(SAMPLE_TEXTS[:size]), truncate=True)).input_ids.size)
+        for size in (1, 2, 4, 8)
+    ]
+
+
+@pytest.mark.parametrize("crossing", [0, 1, 3, None])
+def test_lone_min_tokens_is_where_every_thread_first_wins_by_the_margin(
+    tiny_embedder: Path, crossing: int | None
+) -> None:
+    tokens = _sample_tokens(tiny_embedder)
+    assert tokens == sorted(set(tokens))
+    # Every thread takes a third of one thread's time from sample batch ``crossing`` on, three times it
+    # before (never, with None).
+    winning = set(tokens[crossing:]) if crossing is not None else set()
+    fake = _Clocked(lambda alone, n: (1e-3 if alone else 3e-3) if n in winning else (3e-3 if alone else 1e-3))
+    tokenizer = TextTokenizer.from_folder(tiny_embedder, describe_model(tiny_embedder).max_input_tokens)
+
+    found = lone_min_tokens(fake, tokenizer, calls=10, clock=fake.clock)  # type: ignore[arg-type]
+
+    assert found == (tokens[-1] + 1 if crossing is None else 0 if crossing == 0 else tokens[crossing])
+
+
+def test_every_thread_must_win_by_the_margin(tiny_embedder: Path) -> None:
+    tokens = _sample_tokens(tiny_embedder)
+    tokenizer = TextTokenizer.from_folder(tiny_embedder, describe_model(tiny_embedder).max_input_tokens)
+    just_faster = _Clocked(lambda alone, n: 1e-3 if alone else 1e-3 * (LONE_MARGIN - 0.05))
+    assert lone_min_tokens(just_faster, tokenizer, calls=10, clock=just_faster.clock) == tokens[-1] + 1  # type: ignore[arg-type]
+    enough = _Clocked(lambda alone, n: 1e-3 if alone else 1e-3 * (LONE_MARGIN + 0.05))
+    assert lone_min_tokens(enough, tokenizer, calls=10, clock=enough.clock) == 0  # type: ignore[arg-type]
