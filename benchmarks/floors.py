@@ -7,7 +7,9 @@ per request as for bertserve, each answered with 384 floats (one MiniLM embeddin
 - ``asgi_app``: a bare ASGI callable that parses the body with orjson;
 - ``model_app``: the same callable that embeds the texts itself, in the handler on the event loop's
   thread (tokenize, pad, all-MiniLM-L6-v2 float32 on ONNX Runtime on every thread, normalise): the
-  cheapest server of a real embedding, the floor of a served request's latency at concurrency 1.
+  cheapest server of a real embedding, the floor of a served request's latency at concurrency 1;
+- ``model_app_int8``: the same with ONNX Runtime's int8 of the model (``quantize=int8``), the floor of
+  the int8 variant's.
 """
 
 from __future__ import annotations
@@ -85,15 +87,16 @@ async def _answer(send: Any, rows: np.ndarray) -> None:
 
 class ModelApp:
     """A bare ASGI callable that embeds each request's texts in its handler (see the module docstring):
-    the model loads at lifespan start-up."""
+    the model (``quantize``: "none" or "int8") loads at lifespan start-up."""
 
-    def __init__(self) -> None:
+    def __init__(self, quantize: str = "none") -> None:
+        self.quantize = quantize
         self.model: tuple[TextTokenizer, EncoderBackend] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
-                self.model = self.model or load_model()
+                self.model = self.model or load_model(self.quantize)
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
@@ -104,13 +107,15 @@ class ModelApp:
         await _answer(send, finish_embeddings(rows, True, None))
 
 
-def load_model() -> tuple[TextTokenizer, EncoderBackend]:
-    """The float32 MiniLM graph bertserve serves, on every thread (one stream), and its tokenizer."""
+def load_model(quantize: str = "none") -> tuple[TextTokenizer, EncoderBackend]:
+    """The MiniLM graph bertserve serves (float32, or ``quantize="int8"``), on every thread (one stream),
+    and its tokenizer."""
     description = describe_model(minilm_path())
     tokenizer = TextTokenizer.from_folder(minilm_path(), description.max_input_tokens)
     home = default_home() / "onnx"
-    backend, _ = create_backend(description, "onnx", "cpu", "float32", "none", home, os.cpu_count() or 1)
+    backend, _ = create_backend(description, "onnx", "cpu", "float32", quantize, home, os.cpu_count() or 1)
     return tokenizer, backend
 
 
 model_app = ModelApp()
+model_app_int8 = ModelApp("int8")

@@ -16,7 +16,8 @@ For each model variant (all-MiniLM-L6-v2 on ONNX Runtime, float32 and ``quantize
   and client batches of 32 sentences (overhead per sentence);
 - floors: the same load against a bare FastAPI route and a bare ASGI callable answering 384 floats
   (:mod:`benchmarks.floors`), i.e. what any Python server on this machine costs per request, at c64
-  and at c1 (its p50 is the round trip a served request adds at least to a direct call).
+  and at c1 (its p50 is the round trip a served request adds at least to a direct call); and at c1
+  each measured variant's graph in a bare handler against a direct call of it (that variant's c1 floor).
 
 Every load point is bounded by ``--seconds``; the servers start one at a time on free loopback ports.
 """
@@ -260,16 +261,21 @@ def _ms(value: float) -> str:
     return f"{value:.3f}"
 
 
-def floor_rows(sentences: list[str], seconds: float) -> list[list[object]]:
+#: Variant -> the floors' bare callable that runs its graph in the handler, and the graph's quantization.
+MODEL_FLOORS = {"float32": ("model_app", "none"), "int8": ("model_app_int8", "int8")}
+
+
+def floor_rows(sentences: list[str], seconds: float, variants: list[str]) -> list[list[object]]:
     """The same load against the floors of :mod:`benchmarks.floors` (no bertserve): the bare route and
-    callable at c64 and c1, and at c1 the bare callable that runs float32 MiniLM in its handler, against
-    a direct call measured here just before it."""
+    callable at c64 and c1, and at c1, for each of ``variants``, the bare callable that runs its graph
+    in the handler, against a direct call of the same graph measured here just before it."""
     rows: list[list[object]] = []
     single = [json.dumps({"inputs": [text]}) for text in sentences[:512]]
-    for name in ("fastapi_app", "asgi_app", "model_app"):
+    models = dict(MODEL_FLOORS[variant] for variant in variants)
+    for name in ("fastapi_app", "asgi_app", *models):
         direct_ms = None
-        if name == "model_app":
-            tokenizer, backend = floors.load_model()
+        if name in models:
+            tokenizer, backend = floors.load_model(models[name])
             single_p50(tokenizer, backend, sentences[:20])  # warm
             direct_ms = single_p50(tokenizer, backend, sentences[:200])
             del tokenizer, backend
@@ -305,7 +311,7 @@ def main() -> None:
     for name in args.variants.split(","):
         rows += measure_variant(name, sentences, args.seconds)
     if not args.no_floors:
-        rows += floor_rows(sentences, args.seconds)
+        rows += floor_rows(sentences, args.seconds, args.variants.split(","))
     print_table(HEADERS, rows)
 
 
