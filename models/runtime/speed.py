@@ -103,8 +103,9 @@ def _median_seconds(
     backend: EncoderBackend, batch: ModelInputs, calls: int, clock: Callable[[], float]
 ) -> tuple[float, float]:
     """Median wall seconds of ``batch`` run alone and not alone, ``calls`` times each, in alternating runs
-    of :data:`_LONE_RUN` calls: a call right after a switch of session is slower (the other session's
-    packed weights are in the caches), and served lone batches do not switch, so the median drops it."""
+    of :data:`_LONE_RUN` calls: a call right after a switch of session ran slower (timed call by call in
+    turn, one int8 sentence looked 1.03x faster on every thread instead of 0.82-0.88x), and served lone
+    batches seldom switch, so the median leaves that call out."""
     times: dict[bool, list[float]] = {True: [], False: []}
     for alone in (True, False):
         backend.forward(batch, alone=alone)  # a session's first call of a shape is slower
