@@ -90,7 +90,7 @@ class OnnxBackend:
         self.lone_threads = threads if lone else per_stream
         #: Padded tokens (rows x tokens) from which a batch run alone gets every thread: a smaller one
         #: stays on its stream's share (on 2 cores a lone int8 sentence ran 10-15% faster on one thread
-        #: than on two, whose hand-offs cost more than the second thread saved).
+        #: than on two: likely the threads' hand-offs at every operator).
         self.lone_min_tokens = 0
         self._running = 0
         self._count = threading.Lock()
