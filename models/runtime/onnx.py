@@ -86,7 +86,7 @@ class OnnxBackend:
         self.session = onnx_session(path, per_stream, self._weights)
         #: The all-thread session for lone batches (None when every batch runs on its stream's share).
         self.lone_session = onnx_session(path, threads, self._weights) if lone else None
-        #: Threads a batch gets when no other batch is running.
+        #: Threads a batch gets when no other batch is running (from ``lone_min_tokens`` on).
         self.lone_threads = threads if lone else per_stream
         #: Padded tokens (rows x tokens) from which a batch run alone gets every thread: a smaller one
         #: stays on its stream's share (on 2 cores a lone int8 sentence ran 10-15% faster on one thread

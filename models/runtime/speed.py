@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 
 from models.runtime.contract import EncoderBackend
-from models.runtime.onnx import OnnxBackend
 from models.runtime.sample import SAMPLE_TEXTS
 from models.runtime.tokenization import ModelInputs, TextTokenizer
 
@@ -79,7 +78,7 @@ _LONE_RUN = 5
 
 
 def lone_min_tokens(
-    backend: OnnxBackend,
+    backend: EncoderBackend,
     tokenizer: TextTokenizer,
     calls: int = 25,
     clock: Callable[[], float] = time.perf_counter,
