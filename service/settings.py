@@ -56,7 +56,8 @@ class ModelSpec(BaseModel):
         "auto",
         description="torch (CPU/CUDA, any dtype), onnx (ONNX Runtime, CPU float32/int8) or openvino "
         "(OpenVINO, CPU float32/bfloat16/int8); auto picks the fastest installed for the device and "
-        "dtype: onnx for CPU float32 and int8, openvino for CPU bfloat16, else torch.",
+        "dtype: onnx for CPU float32 and int8, openvino for CPU bfloat16 where the CPU has it natively "
+        "and OpenVINO int8 variants, else torch.",
     )
     pooling: PoolingChoice = Field(
         "auto", description="mean or cls; auto reads 1_Pooling/config.json, else cls."

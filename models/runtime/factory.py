@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from models.runtime.contract import EncoderBackend
+from models.runtime.cpu import host_bf16_flag
 from models.runtime.devices import resolve_device
 from models.runtime.errors import ModelLoadError
 from models.runtime.folders import ModelDescription
@@ -39,7 +40,8 @@ def create_backend(
     an ONNX Runtime batch running alone gets every thread (see :class:`OnnxBackend`).
 
     ``runtime: auto`` on CPU: ONNX Runtime for float32 (the exact path) and int8, OpenVINO for bfloat16
-    (PyTorch when OpenVINO is not installed) and for an OpenVINO int8 variant, PyTorch for the rest.
+    where OpenVINO is installed and the CPU has native bfloat16 (else PyTorch) and for an OpenVINO int8
+    variant, PyTorch for the rest.
     """
     if dtype == "auto":
         raise ValueError("create_backend needs an explicit dtype (autodtype.choose_backend resolves auto)")
@@ -49,7 +51,7 @@ def create_backend(
         raise ModelLoadError(
             f"{description.path}: an OpenVINO int8 variant runs on the openvino runtime only"
         )
-    wants_openvino = description.openvino_only or (dtype == "bfloat16" and on_cpu and _has_openvino())
+    wants_openvino = description.openvino_only or (dtype == "bfloat16" and on_cpu and _openvino_bf16())
     if runtime == "openvino" or (runtime == "auto" and wants_openvino):
         return _openvino(description, on_cpu, dtype, quantize, onnx_cache, threads, streams), "openvino"
     on_cpu_fp32 = on_cpu and dtype == "float32"
@@ -71,6 +73,12 @@ def create_backend(
                 raise
             # auto: an architecture the exporter cannot handle is still served, by PyTorch.
             logger.warning("%s: ONNX unavailable (%s); serving with PyTorch", description.path, exc)
+    if on_cpu and dtype == "bfloat16" and host_bf16_flag() is None:
+        logger.warning(
+            "%s: this CPU has no native bfloat16, so PyTorch emulates it, slower than float32 "
+            "(dtype auto serves float32 here)",
+            description.path,
+        )
     try:
         from models.runtime.torch_backend import TorchBackend
     except ImportError as exc:
@@ -81,10 +89,12 @@ def create_backend(
     return TorchBackend(description, device, dtype), "torch"
 
 
-def _has_openvino() -> bool:
+def _openvino_bf16() -> bool:
+    """Whether OpenVINO can run bfloat16 here: installed, on a CPU with native bfloat16 (elsewhere it
+    compiles a bfloat16 request in float32, which :class:`OpenVinoBackend` refuses to serve as bfloat16)."""
     from models.runtime.openvino import openvino_available
 
-    return openvino_available()
+    return host_bf16_flag() is not None and openvino_available()
 
 
 def _openvino(

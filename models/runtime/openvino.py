@@ -62,6 +62,19 @@ def compile_config(threads: int, precision: str, streams: int = 1) -> dict[str, 
     }
 
 
+def precision_refusal(dtype: str, compiled_hint: str) -> str | None:
+    """Why a graph compiled for ``dtype`` cannot be served as ``dtype`` (None: it can), from the
+    precision OpenVINO reports it compiled with (``f32``, ``bf16``). Where the CPU has no bfloat16,
+    OpenVINO quietly compiles a bfloat16 request in float32; serving that as "bfloat16" would put a
+    false dtype in ``/info`` and the metrics."""
+    if dtype != "bfloat16" or compiled_hint == PRECISION_HINTS[dtype]:
+        return None
+    return (
+        f"OpenVINO runs bfloat16 as {compiled_hint} on this CPU (it has no bfloat16 kernels); serve "
+        "dtype auto (float32 here) or float32"
+    )
+
+
 def compile_graph(
     path: Path | Any, threads: int, precision: str, cache_dir: Path | None, streams: int = 1
 ) -> Any:
@@ -102,6 +115,10 @@ class OpenVinoBackend:
         self.lone_all_threads = False
         self.token_multiple = TOKEN_MULTIPLE
         self.compiled = compile_graph(path, threads, PRECISION_HINTS[dtype], cache_dir, self.streams)
+        compiled_hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        refusal = precision_refusal(dtype, compiled_hint)
+        if refusal is not None:
+            raise ModelLoadError(f"{path}: {refusal}")
         self._inputs = [port.get_any_name() for port in self.compiled.inputs]
         # One infer request per stream, reused (their buffers stay allocated); a caller takes a free
         # one, so concurrent callers (the engine's workers, the drift check) never share a request.

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.runtime.contract import EncoderBackend
+from models.runtime.cpu import host_bf16_flag
 from models.runtime.devices import default_threads
 from models.runtime.factory import create_backend
 from models.runtime.folders import ModelDescription, describe_model
@@ -60,7 +61,9 @@ def runs_for(description: ModelDescription) -> list[tuple[Runtime, DType]]:
         return [("openvino", "float32")]
     if description.onnx_only:
         return [("onnx", "float32"), ("openvino", "float32")]
-    return list(FLOAT_RUNS)
+    # OpenVINO runs bfloat16 only on CPUs that have it natively (and refuses to call float32 bfloat16).
+    native_bf16 = host_bf16_flag() is not None
+    return [(runtime, dtype) for runtime, dtype in FLOAT_RUNS if native_bf16 or dtype != "bfloat16"]
 
 
 def load_candidates(name: str, path: Path, home: Path, threads: int, runtimes: bool) -> list[Candidate]:

@@ -6,22 +6,31 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import openvino as ov
 import pytest
 
 from models.runtime.autodtype import choose_backend
+from models.runtime.cpu import host_bf16_flag
 from models.runtime.drift import compare, sample_rows
 from models.runtime.errors import ModelLoadError
-from models.runtime.factory import create_backend, openvino_cache
+from models.runtime.factory import create_backend, onnx_model_path, openvino_cache
 from models.runtime.folders import describe_model
 from models.runtime.openvino import (
     RUNTIME_CACHE_CAPACITY,
     TOKEN_MULTIPLE,
     OpenVinoBackend,
     compile_config,
+    precision_refusal,
 )
 from models.runtime.tokenization import TextTokenizer
 
 pytestmark = pytest.mark.unit
+
+#: bfloat16 where this CPU has it natively (OpenVINO compiles it there), else float32.
+NATIVE_BF16 = host_bf16_flag() is not None
+needs_bf16 = pytest.mark.skipif(not NATIVE_BF16, reason="this CPU has no native bfloat16")
+lacks_bf16 = pytest.mark.skipif(NATIVE_BF16, reason="this CPU has native bfloat16")
+BF16_OR_FP32 = "bfloat16" if NATIVE_BF16 else "float32"
 
 
 @pytest.mark.parametrize("which", ["tiny_embedder", "tiny_classifier"])
@@ -32,7 +41,8 @@ def test_float32_matches_onnx_runtime_and_bfloat16_stays_close(
     tokenizer = TextTokenizer.from_folder(description.path, description.max_input_tokens)
     onnx, _ = create_backend(description, "onnx", "cpu", "float32", "none", tmp_path, 1)
     reference = sample_rows(onnx, tokenizer)
-    for dtype, tolerance in (("float32", 1e-5), ("bfloat16", 0.05)):
+    runs = (("float32", 1e-5), ("bfloat16", 0.05)) if NATIVE_BF16 else (("float32", 1e-5),)
+    for dtype, tolerance in runs:
         backend, runtime = create_backend(description, "openvino", "cpu", dtype, "none", tmp_path, 1)
         assert (runtime, backend.dtype) == ("openvino", dtype)
         rows = sample_rows(backend, tokenizer)
@@ -42,12 +52,12 @@ def test_float32_matches_onnx_runtime_and_bfloat16_stays_close(
 
 def test_compiled_once_per_graph_and_shapes_stay_dynamic(tiny_embedder: Path, tmp_path: Path) -> None:
     description = describe_model(tiny_embedder)
-    first, _ = create_backend(description, "openvino", "cpu", "bfloat16", "none", tmp_path, 1)
+    first, _ = create_backend(description, "openvino", "cpu", BF16_OR_FP32, "none", tmp_path, 1)
     assert isinstance(first, OpenVinoBackend)
     blobs = sorted(openvino_cache(tmp_path).glob("*.blob"))
     assert len(blobs) == 1
     stamp = blobs[0].stat().st_mtime_ns
-    create_backend(description, "openvino", "cpu", "bfloat16", "none", tmp_path, 1)
+    create_backend(description, "openvino", "cpu", BF16_OR_FP32, "none", tmp_path, 1)
     assert sorted(openvino_cache(tmp_path).glob("*.blob")) == blobs  # loaded from the cache, not rebuilt
     assert blobs[0].stat().st_mtime_ns == stamp
     # Batch and tokens stay dynamic: a new batch shape runs the same compiled model.
@@ -57,7 +67,7 @@ def test_compiled_once_per_graph_and_shapes_stay_dynamic(tiny_embedder: Path, tm
         assert first.forward(tokenizer.collate(tokenizer.encode(texts, truncate=True))).shape[0] == len(texts)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("bfloat16", marks=needs_bf16)])
 def test_batches_padded_to_a_token_multiple_give_the_same_rows(
     tiny_embedder: Path, tmp_path: Path, dtype: str
 ) -> None:
@@ -82,6 +92,7 @@ def test_openvino_refuses_what_it_cannot_serve(tiny_embedder: Path, tmp_path: Pa
         create_backend(description, "openvino", "cpu", "float16", "none", tmp_path, 1)
 
 
+@needs_bf16
 def test_bfloat16_on_cpu_runs_on_openvino_with_runtime_auto(tiny_embedder: Path, tmp_path: Path) -> None:
     description = describe_model(tiny_embedder)
     backend, runtime = create_backend(description, "auto", "cpu", "bfloat16", "none", tmp_path, 1)
@@ -90,6 +101,39 @@ def test_bfloat16_on_cpu_runs_on_openvino_with_runtime_auto(tiny_embedder: Path,
     choice = choose_backend(description, "auto", "cpu", "float32", "none", tmp_path, 1)
     assert (choice.runtime, choice.backend.dtype) == ("onnx", "float32")
     assert "as configured" in choice.reason
+
+
+def test_bfloat16_is_refused_where_openvino_would_compile_float32() -> None:
+    assert precision_refusal("bfloat16", "bf16") is None
+    assert precision_refusal("float32", "f32") is None
+    assert precision_refusal("int8", "f32") is None  # an int8 graph's other layers: float32 here
+    refusal = precision_refusal("bfloat16", "f32")
+    assert refusal is not None
+    assert "runs bfloat16 as f32 on this CPU" in refusal
+    assert "dtype auto (float32 here) or float32" in refusal
+
+
+def test_openvino_serves_bfloat16_only_where_it_compiles_it(tiny_embedder: Path, tmp_path: Path) -> None:
+    # OpenVINO's own answer on this CPU: without bfloat16 kernels it compiles a bfloat16 request in float32.
+    description = describe_model(tiny_embedder)
+    graph = onnx_model_path(description, tmp_path)
+    compiled = ov.Core().compile_model(str(graph), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    if compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "bf16":
+        backend, _ = create_backend(description, "openvino", "cpu", "bfloat16", "none", tmp_path, 1)
+        assert backend.dtype == "bfloat16"
+    else:
+        with pytest.raises(ModelLoadError, match="OpenVINO runs bfloat16 as f32 on this CPU"):
+            create_backend(description, "openvino", "cpu", "bfloat16", "none", tmp_path, 1)
+
+
+@lacks_bf16
+def test_without_native_bfloat16_runtime_auto_runs_bfloat16_on_pytorch(
+    tiny_embedder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    description = describe_model(tiny_embedder)
+    backend, runtime = create_backend(description, "auto", "cpu", "bfloat16", "none", tmp_path, 1)
+    assert (runtime, backend.dtype) == ("torch", "bfloat16")
+    assert "no native bfloat16, so PyTorch emulates it" in caplog.text
 
 
 def test_load_time_int8_runs_on_openvino(tiny_embedder: Path, tmp_path: Path) -> None:
